@@ -1,0 +1,110 @@
+"""The application factory. Nothing here does I/O at import time."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from quart import Quart, Request, request
+from quart.json.provider import DefaultJSONProvider
+from quart_cors import cors
+from quart_schema import DataSource, Info, QuartSchema
+from quart_schema.validation import QUART_SCHEMA_REQUEST_ATTRIBUTE
+from werkzeug.routing import IntegerConverter
+
+from service import __version__
+from service.config import Settings, load_settings
+from service.db import init_database
+from service.errors import BadRequest, UnsupportedMediaType, register_error_handlers
+from service.logs import configure_logging, mask_url_passwords
+from service.middleware import RequestContextMiddleware
+from service.redis_client import init_redis
+
+logger = logging.getLogger(__name__)
+
+
+class IdConverter(IntegerConverter):
+    """`<id:name>`: a positive id that fits PostgreSQL's INTEGER; anything else is a 404."""
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:  # noqa: A002
+        super().__init__(map, min=1, max=2_147_483_647)
+
+
+class ServiceJSONProvider(DefaultJSONProvider):
+    sort_keys = False
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError as error:  # deeply nested input: a client error, not a crash
+            raise ValueError("JSON nested too deeply") from error
+
+
+class ServiceRequest(Request):
+    def on_json_loading_failed(self, error: Exception | None) -> Any:
+        raise BadRequest("malformed JSON body")
+
+
+def create_app(settings: Settings | None = None) -> Quart:
+    settings = settings or load_settings()
+    configure_logging(settings.log_level, settings.service_name)
+
+    app = Quart(__name__)
+    app.request_class = ServiceRequest
+    app.json = ServiceJSONProvider(app)
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_content_length,
+        SECRET_KEY=settings.secret_key.get_secret_value(),
+        SERVICE_NAME=settings.service_name,
+        SLOW_ENDPOINT_DELAY=settings.slow_endpoint_delay,
+    )
+    app.extensions["settings"] = settings
+    app.url_map.converters["id"] = IdConverter
+
+    QuartSchema(
+        app,
+        info=Info(title=settings.service_name, version=__version__),
+        pydantic_dump_options={"mode": "json"},
+    )
+    _register_blueprints(app)
+    register_error_handlers(app)
+    app.before_request(_require_json_body)
+
+    init_database(app, settings)
+    init_redis(app, settings)
+
+    if settings.cors_origin_list:
+        origins = "*" if settings.cors_origin_list == ["*"] else settings.cors_origin_list
+        app = cors(app, allow_origin=origins, expose_headers=["X-Request-ID", "traceparent"])
+
+    @app.before_serving
+    async def _announce() -> None:
+        logger.info(
+            "serving %s %s on %s",
+            settings.service_name,
+            __version__,
+            mask_url_passwords(settings.database_url),
+        )
+
+    app.asgi_app = RequestContextMiddleware(app.asgi_app)  # type: ignore[method-assign]
+    return app
+
+
+def _register_blueprints(app: Quart) -> None:
+    from service.faults.routes import blueprint as faults
+    from service.health.routes import blueprint as health
+    from service.items.routes import blueprint as items
+    from service.products.routes import blueprint as products
+
+    for blueprint in (health, products, items, faults):
+        app.register_blueprint(blueprint)
+
+
+async def _require_json_body() -> None:
+    """415 when a route that reads a JSON body is sent something else."""
+    from quart import current_app
+
+    view = current_app.view_functions.get(request.endpoint or "")
+    expected = getattr(view, QUART_SCHEMA_REQUEST_ATTRIBUTE, None)
+    if expected is not None and expected[1] == DataSource.JSON and not request.is_json:
+        raise UnsupportedMediaType("send the body as application/json")

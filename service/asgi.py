@@ -1,0 +1,5 @@
+"""What any ASGI server serves: `hypercorn service.asgi:app`."""
+
+from service.app import create_app
+
+app = create_app()

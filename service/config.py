@@ -1,0 +1,111 @@
+"""Settings from environment variables (pydantic-settings).
+
+Every variable is listed with its default in the README. A bad value stops
+start-up with one line that names the variable (`ConfigError`).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SECRET_KEY = "dev-insecure-change-me"  # noqa: S105 - a placeholder refused in production
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./service.db"
+
+
+class ConfigError(SystemExit):
+    """A configuration problem, reported as one line and a non-zero exit."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"configuration error: {message}")
+        self.message = message
+
+
+def to_async_database_url(url: str) -> str:
+    """Turn the URLs people write (postgres://, postgresql://, sqlite://) into async driver URLs."""
+    for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://", "postgresql+psycopg://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    if url.startswith("sqlite://"):
+        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
+    return url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL,
+        validation_alias=AliasChoices("DATABASE_URL", "APP_DATABASE_URL"),
+    )
+    redis_url: str | None = None
+    secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
+    app_env: Literal["development", "test", "production"] = "development"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    service_name: str = Field(default="quart-service", min_length=1, max_length=100)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    web_concurrency: int = Field(default=1, ge=1, le=64)
+    graceful_timeout: float = Field(default=25.0, ge=0, le=600)
+    keep_alive_timeout: float = Field(default=75.0, gt=0, le=3600)
+
+    db_pool_size: int = Field(default=10, ge=1, le=1000)
+    db_max_overflow: int = Field(default=20, ge=0, le=1000)
+    db_pool_recycle: int = Field(default=3600, ge=-1)
+    db_pool_pre_ping: bool = True
+    db_pool_timeout: float = Field(default=5.0, gt=0, le=300)
+    db_connect_timeout: float = Field(default=2.0, gt=0, le=60)
+
+    cors_origins: str = ""
+    max_content_length: int = Field(default=1024 * 1024, ge=1024)
+    slow_endpoint_delay: float = Field(default=5.0, ge=0, le=30)
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        return to_async_database_url(value.strip())
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _no_placeholder_secret_in_production(self) -> Settings:
+        if self.app_env == "production" and self.secret_key.get_secret_value() == DEFAULT_SECRET_KEY:
+            raise ValueError("SECRET_KEY must be set to a real secret when APP_ENV=production")
+        return self
+
+    @cached_property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _describe(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        name = "/".join(str(part) for part in item["loc"]).upper() or "settings"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] in ("missing", "value_error") and not item["loc"]:
+            problems.append(message)
+        elif name == "SECRET_KEY":
+            problems.append(f"{name}: {message}")
+        else:
+            problems.append(f"{name}: {message} (got {item.get('input')!r})")
+    return "; ".join(problems)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment; raise ConfigError (one clear line) on a bad value."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None

@@ -1,0 +1,109 @@
+"""Engine and sessions: the engine is made in `before_serving`, one AsyncSession per request."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from quart import Quart, current_app, g
+from sqlalchemy import MetaData, event, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
+
+from service.config import Settings
+
+# Named constraints so Alembic's autogenerate and batch mode (SQLite) stay stable.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def make_engine(settings: Settings) -> AsyncEngine:
+    if settings.is_sqlite:
+        engine = create_async_engine(settings.database_url, connect_args={"timeout": 15})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_recycle=settings.db_pool_recycle,
+        pool_pre_ping=settings.db_pool_pre_ping,
+        pool_timeout=settings.db_pool_timeout,
+        # asyncpg waits 60 s for a connection by default: an outage must be a quick 503.
+        connect_args={"timeout": settings.db_connect_timeout},
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+@dataclass
+class Database:
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+
+
+def init_database(app: Quart, settings: Settings) -> None:
+    """Create the engine when the server starts and dispose of it when it stops."""
+
+    @app.before_serving
+    async def _open() -> None:
+        engine = make_engine(settings)
+        app.extensions["database"] = Database(
+            engine, async_sessionmaker(engine, expire_on_commit=False)
+        )
+
+    @app.after_serving
+    async def _close() -> None:
+        database: Database | None = app.extensions.pop("database", None)
+        if database is not None:
+            await database.engine.dispose()
+
+    @app.teardown_appcontext
+    async def _close_session(_error: BaseException | None) -> None:
+        session: AsyncSession | None = g.pop("db_session", None)
+        if session is not None:
+            await session.close()
+
+
+def get_database() -> Database:
+    return current_app.extensions["database"]
+
+
+def get_session() -> AsyncSession:
+    """This request's session, opened on first use and closed at teardown."""
+    session: AsyncSession | None = g.get("db_session")
+    if session is None:
+        session = get_database().sessionmaker()
+        g.db_session = session
+    return session
+
+
+async def ping_database(engine: AsyncEngine, timeout: float) -> bool:
+    """True when `SELECT 1` answers within `timeout` seconds."""
+    try:
+        async with asyncio.timeout(timeout):
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not reachable" here
+        return False

@@ -1,0 +1,166 @@
+"""The one place that turns every error into JSON.
+
+Shape: {"error": {"status", "message", "request_id", "details"?}}. No HTML page
+and no exception text ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from quart import Quart, Response, jsonify
+from quart_schema import RequestSchemaValidationError
+from quart_schema.validation import QuerystringValidationError
+from sqlalchemy import exc as sa_exc
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from service.logs import request_id_var
+
+logger = logging.getLogger(__name__)
+
+
+class APIError(Exception):
+    """An error a route raises on purpose; rendered with its status and message."""
+
+    status = 500
+    message = "internal server error"
+
+    def __init__(
+        self, message: str | None = None, *, status: int | None = None, details: Any = None
+    ) -> None:
+        super().__init__(message or self.message)
+        self.message = message or self.message
+        self.status = status or self.status
+        self.details = details
+
+
+class BadRequest(APIError):
+    status = 400
+    message = "bad request"
+
+
+class NotFound(APIError):
+    status = 404
+    message = "not found"
+
+
+class Conflict(APIError):
+    status = 409
+    message = "conflict"
+
+
+class UnsupportedMediaType(APIError):
+    status = 415
+    message = "unsupported media type"
+
+
+class Unprocessable(APIError):
+    status = 422
+    message = "validation failed"
+
+
+class ServiceUnavailable(APIError):
+    status = 503
+    message = "service unavailable"
+
+
+# Exceptions that mean "the database is not reachable right now", not "the code is wrong".
+DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,  # pool checkout timed out
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def error_response(
+    status: int, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> Response:
+    body: dict[str, Any] = {
+        "status": status,
+        "message": message,
+        "request_id": request_id_var.get(),
+    }
+    if details is not None:
+        body["details"] = details
+    response = jsonify({"error": body})
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def validation_details(error: Exception) -> list[dict[str, str]]:
+    """Field names and messages from a pydantic ValidationError (or a bare TypeError)."""
+    errors = getattr(error, "errors", None)
+    if not callable(errors):
+        return [{"field": "", "message": str(error) or "invalid value"}]
+    details = []
+    for item in errors(include_url=False, include_input=False):
+        field = ".".join(str(part) for part in item["loc"])
+        details.append({"field": field, "message": item["msg"]})
+    return details
+
+
+def _summary(prefix: str, details: list[dict[str, str]]) -> str:
+    fields = sorted({d["field"] for d in details if d["field"]})
+    return f"{prefix}: {', '.join(fields)}" if fields else prefix
+
+
+async def _api_error(error: APIError) -> Response:
+    return error_response(error.status, error.message, error.details)
+
+
+async def _body_invalid(error: RequestSchemaValidationError) -> Response:
+    details = validation_details(error.validation_error)
+    return error_response(422, _summary("invalid request body", details), details)
+
+
+async def _query_invalid(error: QuerystringValidationError) -> Response:
+    details = validation_details(error.validation_error)
+    return error_response(400, _summary("invalid query parameters", details), details)
+
+
+async def _http_error(error: HTTPException) -> Response:
+    status = error.code or 500
+    headers = {}
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+        headers["Allow"] = ", ".join(sorted(error.valid_methods))
+    message = (error.name or "error").lower()
+    if status >= 500:
+        logger.error("HTTP %s raised inside the service", status)
+    return error_response(status, message, headers=headers)
+
+
+async def _database_unavailable(error: Exception) -> Response:
+    logger.warning("database unavailable: %s", type(error).__name__)
+    return error_response(503, "database unavailable, try again later")
+
+
+async def _integrity_error(error: sa_exc.IntegrityError) -> Response:
+    logger.info("integrity error: %s", type(error.orig).__name__)
+    return error_response(409, "the request conflicts with existing data")
+
+
+async def _data_error(error: sa_exc.DataError) -> Response:
+    logger.info("data error: %s", type(error.orig).__name__)
+    return error_response(422, "a value cannot be stored")
+
+
+async def _unexpected(error: Exception) -> Response:
+    logger.exception("unhandled error")
+    return error_response(500, "internal server error")
+
+
+def register_error_handlers(app: Quart) -> None:
+    app.register_error_handler(APIError, _api_error)
+    app.register_error_handler(QuerystringValidationError, _query_invalid)
+    app.register_error_handler(RequestSchemaValidationError, _body_invalid)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(sa_exc.IntegrityError, _integrity_error)
+    app.register_error_handler(sa_exc.DataError, _data_error)
+    for exception in DATABASE_UNAVAILABLE:
+        app.register_error_handler(exception, _database_unavailable)
+    app.register_error_handler(Exception, _unexpected)

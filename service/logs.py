@@ -1,0 +1,66 @@
+"""JSON logging: one object per line on stdout, with the request id and no secrets."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+# scheme://user:password@host -> scheme://user:***@host
+_URL_PASSWORD = re.compile(r"(?P<prefix>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]+(?P<at>@)")
+
+
+def mask_url_passwords(text: str) -> str:
+    return _URL_PASSWORD.sub(r"\g<prefix>***\g<at>", text)
+
+
+class ServiceJsonFormatter(JsonFormatter):
+    """Adds `timestamp`, `service` and `request_id`; masks passwords inside URLs."""
+
+    def __init__(self, service_name: str) -> None:
+        super().__init__(
+            "%(levelname)s %(name)s %(message)s",
+            rename_fields={"levelname": "level", "name": "logger"},
+            json_ensure_ascii=False,
+        )
+        self.service_name = service_name
+
+    def add_fields(
+        self, log_record: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        super().add_fields(log_record, record, message_dict)
+        log_record["timestamp"] = datetime.fromtimestamp(record.created, tz=UTC).isoformat()
+        log_record["service"] = self.service_name
+        request_id = request_id_var.get()
+        if request_id is not None:
+            log_record["request_id"] = request_id
+        log_record["message"] = mask_url_passwords(str(log_record.get("message", "")))
+        for key, value in log_record.items():
+            if isinstance(value, str) and "://" in value and key != "message":
+                log_record[key] = mask_url_passwords(value)
+
+
+def configure_logging(level: str, service_name: str) -> None:
+    """Route every logger (ours, hypercorn's, alembic's) through one JSON handler on stdout."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(ServiceJsonFormatter(service_name))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if getattr(old, "_service_handler", False):
+            root.removeHandler(old)
+    handler._service_handler = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)
+    # Our access log replaces hypercorn's; its error log goes through the JSON handler.
+    logging.getLogger("hypercorn.access").disabled = True
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    for name in ("hypercorn.error", "alembic", "quart.app"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
