@@ -51,7 +51,6 @@ def create_app(settings: Settings | None = None) -> Quart:
 
     app = Quart(__name__)
     app.request_class = ServiceRequest
-    app.json = ServiceJSONProvider(app)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_content_length,
         SECRET_KEY=settings.secret_key.get_secret_value(),
@@ -66,6 +65,8 @@ def create_app(settings: Settings | None = None) -> Quart:
         info=Info(title=settings.service_name, version=__version__),
         pydantic_dump_options={"mode": "json"},
     )
+    # After QuartSchema, which installs its own provider: models are already plain data here.
+    app.json = ServiceJSONProvider(app)
     _register_blueprints(app)
     register_error_handlers(app)
     app.before_request(_require_json_body)

@@ -100,7 +100,7 @@ def validation_details(error: Exception) -> list[dict[str, str]]:
     details = []
     for item in errors(include_url=False, include_input=False):
         field = ".".join(str(part) for part in item["loc"])
-        details.append({"field": field, "message": item["msg"]})
+        details.append({"field": field, "message": item["msg"].removeprefix("Value error, ")})
     return details
 
 
