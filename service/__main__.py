@@ -30,9 +30,10 @@ def migrate(settings: Settings) -> None:
 
 
 async def _seed(settings: Settings) -> int:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from service.db import make_engine
     from service.products.queries import seed_sample_products
-    from sqlalchemy.ext.asyncio import AsyncSession
 
     engine = make_engine(settings)
     try:

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 class IdConverter(IntegerConverter):
     """`<id:name>`: a positive id that fits PostgreSQL's INTEGER; anything else is a 404."""
 
-    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:  # noqa: A002
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(map, min=1, max=2_147_483_647)
 
 

@@ -9,7 +9,14 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "dev-insecure-change-me"  # noqa: S105 - a placeholder refused in production
@@ -26,7 +33,12 @@ class ConfigError(SystemExit):
 
 def to_async_database_url(url: str) -> str:
     """Turn the URLs people write (postgres://, postgresql://, sqlite://) into async driver URLs."""
-    for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://", "postgresql+psycopg://"):
+    for prefix in (
+        "postgres://",
+        "postgresql://",
+        "postgresql+psycopg2://",
+        "postgresql+psycopg://",
+    ):
         if url.startswith(prefix):
             return "postgresql+asyncpg://" + url[len(prefix) :]
     if url.startswith("sqlite://"):
@@ -78,7 +90,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_placeholder_secret_in_production(self) -> Settings:
-        if self.app_env == "production" and self.secret_key.get_secret_value() == DEFAULT_SECRET_KEY:
+        if (
+            self.app_env == "production"
+            and self.secret_key.get_secret_value() == DEFAULT_SECRET_KEY
+        ):
             raise ValueError("SECRET_KEY must be set to a real secret when APP_ENV=production")
         return self
 

@@ -9,7 +9,12 @@ from typing import Any
 
 from quart import Quart, current_app, g
 from sqlalchemy import MetaData, event, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import DeclarativeBase
 
 from service.config import Settings
@@ -98,12 +103,12 @@ def get_session() -> AsyncSession:
     return session
 
 
-async def ping_database(engine: AsyncEngine, timeout: float) -> bool:
-    """True when `SELECT 1` answers within `timeout` seconds."""
+async def ping_database(engine: AsyncEngine, within_seconds: float) -> bool:
+    """True when `SELECT 1` answers within `within_seconds`."""
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within_seconds):
             async with engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
         return True
-    except Exception:  # noqa: BLE001 - any failure means "not reachable" here
+    except Exception:
         return False

@@ -36,7 +36,5 @@ def _as_utc(value: datetime) -> str:
 
 UTCDateTime = Annotated[datetime, PlainSerializer(_as_utc, return_type=str)]
 
-NonNegativeAmount = Annotated[
-    float, Field(strict=True, ge=0, le=1e12, allow_inf_nan=False)
-]
+NonNegativeAmount = Annotated[float, Field(strict=True, ge=0, le=1e12, allow_inf_nan=False)]
 NonNegativeCount = Annotated[int, Field(strict=True, ge=0, le=2_147_483_647)]

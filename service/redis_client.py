@@ -34,9 +34,9 @@ def get_redis() -> Redis | None:
     return current_app.extensions.get("redis")
 
 
-async def ping_redis(client: Redis, timeout: float) -> bool:
+async def ping_redis(client: Redis, within_seconds: float) -> bool:
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within_seconds):
             return bool(await client.ping())
-    except Exception:  # noqa: BLE001 - any failure means "not reachable" here
+    except Exception:
         return False

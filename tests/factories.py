@@ -15,7 +15,11 @@ _counter = itertools.count(1)
 
 async def make_product(session: AsyncSession, **fields: Any) -> Product:
     number = next(_counter)
-    values: dict[str, Any] = {"name": f"product {number}", "price": 10.0 + number, "category": "misc"}
+    values: dict[str, Any] = {
+        "name": f"product {number}",
+        "price": 10.0 + number,
+        "category": "misc",
+    }
     values.update(fields)
     product = Product(**values)
     session.add(product)

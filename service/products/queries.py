@@ -15,7 +15,7 @@ SAMPLE_PRODUCTS: tuple[tuple[str, float, str], ...] = (
     ("iPad Air", 769.00, "Tablettes"),
     ("Sony WH-1000XM5", 379.99, "Audio"),
     ("AirPods Pro", 279.00, "Audio"),
-    ("LG UltraFine 27\" 4K", 699.00, "Ecrans"),
+    ('LG UltraFine 27" 4K', 699.00, "Ecrans"),
     ("Logitech MX Master 3S", 119.99, "Peripheriques"),
     ("Clavier Keychron K2", 99.00, "Peripheriques"),
 )
@@ -30,7 +30,9 @@ async def get_product(session: AsyncSession, product_id: int) -> Product | None:
     return await session.get(Product, product_id)
 
 
-async def create_product(session: AsyncSession, *, name: str, price: float, category: str) -> Product:
+async def create_product(
+    session: AsyncSession, *, name: str, price: float, category: str
+) -> Product:
     product = Product(name=name, price=price, category=category)
     session.add(product)
     await session.flush()

@@ -1,0 +1,41 @@
+"""The embedded SQLite default: migrate, seed the samples, and serve products and items."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from service.__main__ import migrate, seed
+from service.app import create_app
+from service.products.queries import SAMPLE_PRODUCTS
+from tests.conftest import make_settings
+
+
+async def test_products_and_items_on_sqlite(tmp_path: Path) -> None:
+    settings = make_settings(database_url=f"sqlite:///{tmp_path / 'smoke.db'}", redis_url=None)
+    await asyncio.to_thread(migrate, settings)
+    await asyncio.to_thread(seed, settings)
+    await asyncio.to_thread(seed, settings)  # a second run adds nothing
+
+    app = create_app(settings)
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+
+        products = await (await client.get("/products")).get_json()
+        assert [product["name"] for product in products] == [row[0] for row in SAMPLE_PRODUCTS]
+
+        created = await client.post("/items", json={"name": "Widget", "quantity": 2, "price": 3.5})
+        assert created.status_code == 201
+        item_id = (await created.get_json())["id"]
+
+        patched = await client.patch(f"/items/{item_id}", json={"quantity": 7})
+        assert (await patched.get_json())["quantity"] == 7
+
+        listed = await (await client.get("/items", query_string={"name": "widg"})).get_json()
+        assert [item["id"] for item in listed] == [item_id]
+
+        assert (await client.delete(f"/items/{item_id}")).status_code == 204
+        assert (await client.get(f"/items/{item_id}")).status_code == 404
+
+        health = await (await client.get("/health")).get_json()
+        assert health["status"] == "UP" and health["database"] == "connected"
