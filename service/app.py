@@ -41,6 +41,14 @@ class ServiceJSONProvider(DefaultJSONProvider):
 
 
 class ServiceRequest(Request):
+    async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
+        try:
+            return await super().get_json(force=force, silent=silent, cache=cache)
+        except UnicodeDecodeError:  # the body is decoded before it is parsed
+            if silent:
+                return None
+            raise BadRequest("malformed JSON body") from None
+
     def on_json_loading_failed(self, error: Exception | None) -> Any:
         raise BadRequest("malformed JSON body")
 

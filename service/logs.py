@@ -13,12 +13,17 @@ from pythonjsonlogger.json import JsonFormatter
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
-# scheme://user:password@host -> scheme://user:***@host
-_URL_PASSWORD = re.compile(r"(?P<prefix>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]+(?P<at>@)")
+# scheme://user:password@host. The password may hold unencoded "@", ":" or "/": it runs to
+# the "@" that is followed by a host name and then the path, a query, or the end.
+_URL_PASSWORD = re.compile(
+    r"(?P<prefix>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^\s?#]*?"
+    r"(?P<host>@[A-Za-z0-9._~%\[\]:-]*)(?=[/?#\s\"',;)]|$)"
+)
 
 
 def mask_url_passwords(text: str) -> str:
-    return _URL_PASSWORD.sub(r"\g<prefix>***\g<at>", text)
+    """scheme://user:password@host -> scheme://user:***@host, wherever it appears in text."""
+    return _URL_PASSWORD.sub(r"\g<prefix>***\g<host>", text)
 
 
 class ServiceJsonFormatter(JsonFormatter):

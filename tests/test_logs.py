@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from quart.testing import QuartClient
+
+from service.logs import mask_url_passwords
+
+LogLines = Callable[[], list[dict[str, Any]]]
+SECRET_URL = "postgresql://user:hunter2@db/app"
+
+
+def access_lines(log_lines: LogLines, request_id: str) -> list[dict[str, Any]]:
+    return [
+        line
+        for line in log_lines()
+        if line["logger"] == "service.access" and line.get("request_id") == request_id
+    ]
+
+
+async def test_one_access_line_per_request(client: QuartClient, log_lines: LogLines) -> None:
+    response = await client.get(
+        "/products",
+        query_string={"limit": "5"},
+        headers={"User-Agent": "test-agent/1.0", "X-Request-ID": "abc-123"},
+        scope_base={"client": ("203.0.113.7", 51234)},
+    )
+
+    assert response.status_code == 200
+    assert response.headers["X-Request-ID"] == "abc-123"
+    [line] = access_lines(log_lines, "abc-123")
+    assert line["http.method"] == "GET"
+    assert line["http.path"] == "/products"  # no query string
+    assert line["status_code"] == 200
+    assert isinstance(line["duration_ms"], int | float) and line["duration_ms"] >= 0
+    assert line["client_ip"] == "203.0.113.7"
+    assert line["user_agent"] == "test-agent/1.0"
+    assert line["service"] == "test-service"
+    assert line["level"] == "INFO"
+    assert "limit" not in line["message"]
+    assert datetime.fromisoformat(line["timestamp"]).utcoffset() == timedelta(0)
+
+
+async def test_access_lines_carry_error_statuses(client: QuartClient, log_lines: LogLines) -> None:
+    missing = await client.get("/no-such-page", headers={"X-Request-ID": "req-404"})
+    failing = await client.get(
+        "/error", query_string={"code": "503"}, headers={"X-Request-ID": "req-503"}
+    )
+
+    assert (missing.status_code, failing.status_code) == (404, 503)
+    [line_404] = access_lines(log_lines, "req-404")
+    [line_503] = access_lines(log_lines, "req-503")
+    assert (line_404["status_code"], line_404["http.path"]) == (404, "/no-such-page")
+    assert (line_503["status_code"], line_503["http.path"]) == (503, "/error")
+
+
+async def test_lines_outside_a_request_have_no_request_id(
+    client: QuartClient, log_lines: LogLines
+) -> None:
+    await client.get("/healthz", headers={"X-Request-ID": "before"})
+
+    logging.getLogger("tests.outside").warning("not inside any request")
+
+    [line] = [line for line in log_lines() if line["logger"] == "tests.outside"]
+    assert line["message"] == "not inside any request"
+    assert "request_id" not in line
+
+
+@pytest.mark.usefixtures("app")  # the app sets the root logger to INFO
+def test_passwords_in_messages_are_masked(log_lines: LogLines) -> None:
+    logging.getLogger("x").info("connecting to %s", SECRET_URL)
+
+    [line] = [line for line in log_lines() if line["logger"] == "x"]
+    assert line["message"] == "connecting to postgresql://user:***@db/app"
+    assert "hunter2" not in json.dumps(line)
+
+
+@pytest.mark.usefixtures("app")
+def test_passwords_in_extra_fields_are_masked(log_lines: LogLines) -> None:
+    logging.getLogger("x").info("connecting", extra={"dsn": SECRET_URL, "cache": "redis://:pw@r/0"})
+
+    [line] = [line for line in log_lines() if line["logger"] == "x"]
+    assert line["dsn"] == "postgresql://user:***@db/app"
+    assert line["cache"] == "redis://:***@r/0"
+    assert "hunter2" not in json.dumps(line)
+
+
+def test_mask_url_passwords() -> None:
+    assert mask_url_passwords("redis://:s3cret@cache:6379/0") == "redis://:***@cache:6379/0"
+    assert (
+        mask_url_passwords("postgresql+asyncpg://app:p:a/ss@db:5432/app")
+        == "postgresql+asyncpg://app:***@db:5432/app"
+    )
+    assert mask_url_passwords("postgresql://app:p@ss@db/app") == "postgresql://app:***@db/app"
+    plain_urls = (
+        "postgresql://app@db/app",
+        "redis://cache:6379/0",
+        "http://host:8080/search?mail=a@b",  # an "@" in the query is not a password
+        "no url here",
+    )
+    for plain in plain_urls:
+        assert mask_url_passwords(plain) == plain
+    assert (
+        mask_url_passwords("from postgres://a:one@h1/x to redis://:two@h2/0, done")
+        == "from postgres://a:***@h1/x to redis://:***@h2/0, done"
+    )
