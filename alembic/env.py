@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from service.config import load_settings
-from service.models import metadata
+from service.models import include_in_autogenerate, metadata
 
 config = context.config
 
@@ -26,6 +26,7 @@ def _configure(connection: Connection | None = None, url: str | None = None) -> 
         target_metadata=metadata,
         render_as_batch=is_sqlite,  # SQLite cannot ALTER most things: copy-and-move instead
         compare_type=True,
+        include_object=include_in_autogenerate,
         literal_binds=connection is None,
     )
 

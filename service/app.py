@@ -32,6 +32,7 @@ class IdConverter(IntegerConverter):
 
 class ServiceJSONProvider(DefaultJSONProvider):
     sort_keys = False
+    ensure_ascii = False
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         try:
@@ -66,6 +67,10 @@ def create_app(settings: Settings | None = None) -> Quart:
         SLOW_ENDPOINT_DELAY=settings.slow_endpoint_delay,
     )
     app.extensions["settings"] = settings
+    # quart-cors reads these for the /api blueprints; the rest of the app only gets CORS
+    # when CORS_ORIGINS is set.
+    app.config["QUART_CORS_ALLOW_ORIGIN"] = settings.cors_origin_list or ["*"]
+    app.config["QUART_CORS_EXPOSE_HEADERS"] = ["X-Request-ID", "traceparent"]
     app.url_map.converters["id"] = IdConverter
 
     QuartSchema(
@@ -83,8 +88,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     init_redis(app, settings)
 
     if settings.cors_origin_list:
-        origins = "*" if settings.cors_origin_list == ["*"] else settings.cors_origin_list
-        app = cors(app, allow_origin=origins, expose_headers=["X-Request-ID", "traceparent"])
+        app = cors(app)
 
     @app.before_serving
     async def _announce() -> None:
@@ -100,12 +104,15 @@ def create_app(settings: Settings | None = None) -> Quart:
 
 
 def _register_blueprints(app: Quart) -> None:
+    from service.articles.comments import blueprint as comments
+    from service.articles.routes import blueprint as articles
     from service.faults.routes import blueprint as faults
     from service.health.routes import blueprint as health
     from service.items.routes import blueprint as items
     from service.products.routes import blueprint as products
+    from service.users.routes import blueprint as users
 
-    for blueprint in (health, products, items, faults):
+    for blueprint in (health, products, items, faults, users, articles, comments):
         app.register_blueprint(blueprint)
 
 
@@ -113,6 +120,8 @@ async def _require_json_body() -> None:
     """415 when a route that reads a JSON body is sent something else."""
     from quart import current_app
 
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return
     view = current_app.view_functions.get(request.endpoint or "")
     expected = getattr(view, QUART_SCHEMA_REQUEST_ATTRIBUTE, None)
     if expected is not None and expected[1] == DataSource.JSON and not request.is_json:

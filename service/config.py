@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = None
     secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
+    jwt_expires_seconds: int = Field(default=24 * 3600, ge=60, le=90 * 24 * 3600)
     app_env: Literal["development", "test", "production"] = "development"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     service_name: str = Field(default="quart-service", min_length=1, max_length=100)

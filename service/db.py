@@ -112,3 +112,14 @@ async def ping_database(engine: AsyncEngine, within_seconds: float) -> bool:
         return True
     except Exception:
         return False
+
+
+async def insert_ignoring_duplicates(session: AsyncSession, table: Any, values: list[dict]) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING on PostgreSQL and SQLite alike."""
+    if not values:
+        return
+    if session.bind.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    await session.execute(insert(table).values(values).on_conflict_do_nothing())

@@ -1,7 +1,8 @@
 """The one place that turns every error into JSON.
 
-Shape: {"error": {"status", "message", "request_id", "details"?}}. No HTML page
-and no exception text ever reaches a client.
+Shape: {"error": {"status", "message", "request_id", "details"?}}, and under /api the
+RealWorld model {"errors": {"body": [...], "<field>": [...]}}. No HTML page and no
+exception text ever reaches a client.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from quart import Quart, Response, jsonify
+from quart import Quart, Response, has_request_context, jsonify, request
 from quart_schema import RequestSchemaValidationError
 from quart_schema.validation import QuerystringValidationError
 from sqlalchemy import exc as sa_exc
@@ -75,17 +76,45 @@ DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
+def is_realworld_request() -> bool:
+    """The /api routes answer in the RealWorld (Conduit) error model."""
+    return has_request_context() and (request.path == "/api" or request.path.startswith("/api/"))
+
+
+def _field_key(field: str) -> str:
+    # "user.email" -> "email", "tagList.0" -> "tagList"
+    parts = [part for part in field.split(".") if part and not part.isdigit()]
+    return parts[-1] if parts else "body"
+
+
+def realworld_errors(message: str, details: Any) -> dict[str, list[str]]:
+    """{"body": [...messages], "<field>": [...]} as the RealWorld spec has it."""
+    if not isinstance(details, list) or not details:
+        return {"body": [message]}
+    errors: dict[str, list[str]] = {"body": []}
+    for detail in details:
+        field, text = detail.get("field", ""), detail.get("message", "")
+        errors["body"].append(f"{field} {text}".strip())
+        if field:
+            errors.setdefault(_field_key(field), []).append(text)
+    return errors
+
+
 def error_response(
     status: int, message: str, details: Any = None, headers: dict[str, str] | None = None
 ) -> Response:
-    body: dict[str, Any] = {
-        "status": status,
-        "message": message,
-        "request_id": request_id_var.get(),
-    }
-    if details is not None:
-        body["details"] = details
-    response = jsonify({"error": body})
+    if is_realworld_request():
+        payload: dict[str, Any] = {"errors": realworld_errors(message, details)}
+    else:
+        body: dict[str, Any] = {
+            "status": status,
+            "message": message,
+            "request_id": request_id_var.get(),
+        }
+        if details is not None:
+            body["details"] = details
+        payload = {"error": body}
+    response = jsonify(payload)
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
@@ -120,7 +149,8 @@ async def _body_invalid(error: RequestSchemaValidationError) -> Response:
 
 async def _query_invalid(error: QuerystringValidationError) -> Response:
     details = validation_details(error.validation_error)
-    return error_response(400, _summary("invalid query parameters", details), details)
+    status = 422 if is_realworld_request() else 400  # RealWorld: every validation error is a 422
+    return error_response(status, _summary("invalid query parameters", details), details)
 
 
 async def _http_error(error: HTTPException) -> Response:

@@ -15,12 +15,15 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.__main__ import PROJECT_ROOT, migrate
-from service.models import metadata
+from service.models import include_in_autogenerate, metadata
 from tests.conftest import TestServers, make_settings
 
 
 def _differences(connection: Connection) -> list[Any]:
-    return compare_metadata(MigrationContext.configure(connection), metadata)
+    return compare_metadata(
+        MigrationContext.configure(connection, opts={"include_object": include_in_autogenerate}),
+        metadata,
+    )
 
 
 def _tables(connection: Connection) -> set[str]:

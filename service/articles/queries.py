@@ -1,0 +1,308 @@
+"""Article, tag, favorite and comment queries.
+
+A page of articles costs three queries whatever its size: the page (with the
+author, `favoritesCount`, `favorited` and `following` as subqueries), the total
+count, and the page's tags.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from slugify import slugify
+from sqlalchemy import ColumnElement, Select, delete, exists, false, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.articles.models import Article, Comment, Favorite, Tag, article_tags
+from service.db import insert_ignoring_duplicates
+from service.users.models import Follow, User
+
+SLUG_BASE_MAX_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class ArticleView:
+    article: Article
+    author: User
+    tags: list[str]
+    favorites_count: int
+    favorited: bool
+    following: bool
+
+
+@dataclass(frozen=True)
+class ArticleFilters:
+    tag: str | None = None
+    author: str | None = None
+    favorited: str | None = None
+    search: str | None = None
+    feed_of: int | None = None  # the user whose feed this is
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _conditions(filters: ArticleFilters) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if filters.tag is not None:
+        conditions.append(
+            Article.id.in_(
+                select(article_tags.c.article_id)
+                .join(Tag, Tag.id == article_tags.c.tag_id)
+                .where(Tag.name == filters.tag)
+            )
+        )
+    if filters.author is not None:
+        conditions.append(User.username == filters.author)
+    if filters.favorited is not None:
+        conditions.append(
+            Article.id.in_(
+                select(Favorite.article_id)
+                .join(User, User.id == Favorite.user_id)
+                .where(User.username == filters.favorited)
+            )
+        )
+    if filters.search:
+        pattern = f"%{_escape_like(filters.search)}%"
+        conditions.append(
+            or_(
+                Article.title.ilike(pattern, escape="\\"),
+                Article.description.ilike(pattern, escape="\\"),
+                Article.body.ilike(pattern, escape="\\"),
+            )
+        )
+    if filters.feed_of is not None:
+        conditions.append(
+            Article.author_id.in_(
+                select(Follow.followed_id).where(Follow.follower_id == filters.feed_of)
+            )
+        )
+    return conditions
+
+
+def _article_select(viewer_id: int | None) -> Select[Any]:
+    favorites_count = (
+        select(func.count())
+        .select_from(Favorite)
+        .where(Favorite.article_id == Article.id)
+        .correlate(Article)
+        .scalar_subquery()
+    )
+    if viewer_id is None:
+        favorited: ColumnElement[bool] = false()
+        following: ColumnElement[bool] = false()
+    else:
+        favorited = exists().where(Favorite.article_id == Article.id, Favorite.user_id == viewer_id)
+        following = exists().where(
+            Follow.follower_id == viewer_id, Follow.followed_id == Article.author_id
+        )
+    return select(
+        Article,
+        User,
+        favorites_count.label("favorites_count"),
+        favorited.label("favorited"),
+        following.label("following"),
+    ).join(User, User.id == Article.author_id)
+
+
+async def _tags_by_article(
+    session: AsyncSession, article_ids: Sequence[int]
+) -> dict[int, list[str]]:
+    tags: dict[int, list[str]] = defaultdict(list)
+    if not article_ids:
+        return tags
+    rows = await session.execute(
+        select(article_tags.c.article_id, Tag.name)
+        .join(Tag, Tag.id == article_tags.c.tag_id)
+        .where(article_tags.c.article_id.in_(article_ids))
+        .order_by(Tag.name)
+    )
+    for article_id, name in rows:
+        tags[article_id].append(name)
+    return tags
+
+
+async def _views(session: AsyncSession, statement: Select[Any]) -> list[ArticleView]:
+    rows = (await session.execute(statement)).all()
+    tags = await _tags_by_article(session, [row.Article.id for row in rows])
+    return [
+        ArticleView(
+            article=row.Article,
+            author=row.User,
+            tags=tags.get(row.Article.id, []),
+            favorites_count=int(row.favorites_count),
+            favorited=bool(row.favorited),
+            following=bool(row.following),
+        )
+        for row in rows
+    ]
+
+
+async def list_articles(
+    session: AsyncSession,
+    filters: ArticleFilters,
+    *,
+    viewer_id: int | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[ArticleView], int]:
+    """A page of articles, newest first, and how many match in all."""
+    conditions = _conditions(filters)
+    page = (
+        _article_select(viewer_id)
+        .where(*conditions)
+        .order_by(Article.created_at.desc(), Article.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    total = await session.scalar(
+        select(func.count())
+        .select_from(Article)
+        .join(User, User.id == Article.author_id)
+        .where(*conditions)
+    )
+    return await _views(session, page), int(total or 0)
+
+
+async def get_article_view(
+    session: AsyncSession, slug: str, *, viewer_id: int | None
+) -> ArticleView | None:
+    views = await _views(session, _article_select(viewer_id).where(Article.slug == slug))
+    return views[0] if views else None
+
+
+async def get_article(session: AsyncSession, slug: str) -> Article | None:
+    return await session.scalar(select(Article).where(Article.slug == slug))
+
+
+def _slug(title: str, article_id: int) -> str:
+    # The id makes the slug unique forever: ids are never reused (sqlite_autoincrement too).
+    base = slugify(title, max_length=SLUG_BASE_MAX_LENGTH, word_boundary=True) or "article"
+    return f"{base}-{article_id}"
+
+
+async def _set_tags(session: AsyncSession, article_id: int, names: list[str]) -> None:
+    await session.execute(delete(article_tags).where(article_tags.c.article_id == article_id))
+    if not names:
+        return
+    await insert_ignoring_duplicates(session, Tag.__table__, [{"name": name} for name in names])
+    tag_ids = (await session.scalars(select(Tag.id).where(Tag.name.in_(names)))).all()
+    await session.execute(
+        article_tags.insert(), [{"article_id": article_id, "tag_id": tag_id} for tag_id in tag_ids]
+    )
+
+
+async def create_article(
+    session: AsyncSession,
+    *,
+    author_id: int,
+    title: str,
+    description: str,
+    body: str,
+    tags: list[str],
+) -> Article:
+    article = Article(
+        slug=f"pending-{uuid.uuid4().hex}",  # replaced once the id is known
+        title=title,
+        description=description,
+        body=body,
+        author_id=author_id,
+    )
+    session.add(article)
+    await session.flush()
+    article.slug = _slug(title, article.id)
+    article.updated_at = article.created_at  # setting the slug is not an update
+    await _set_tags(session, article.id, tags)
+    await session.flush()
+    return article
+
+
+async def update_article(session: AsyncSession, article: Article, changes: dict[str, Any]) -> None:
+    tags = changes.pop("tagList", None)
+    for field, value in changes.items():
+        setattr(article, field, value)
+    if "title" in changes:
+        article.slug = _slug(changes["title"], article.id)
+    if tags is not None:
+        await _set_tags(session, article.id, tags)
+    await session.flush()
+
+
+async def delete_article(session: AsyncSession, article: Article) -> None:
+    # Comments, favorites and tag links go with it (ON DELETE CASCADE).
+    await session.execute(delete(Article).where(Article.id == article.id))
+
+
+async def favorite_article(session: AsyncSession, user_id: int, article_id: int) -> None:
+    await insert_ignoring_duplicates(
+        session, Favorite.__table__, [{"user_id": user_id, "article_id": article_id}]
+    )
+
+
+async def unfavorite_article(session: AsyncSession, user_id: int, article_id: int) -> None:
+    await session.execute(
+        delete(Favorite).where(Favorite.user_id == user_id, Favorite.article_id == article_id)
+    )
+
+
+async def list_tags(session: AsyncSession) -> list[str]:
+    """Tags used by at least one article, by name."""
+    statement = (
+        select(Tag.name).where(exists().where(article_tags.c.tag_id == Tag.id)).order_by(Tag.name)
+    )
+    return list((await session.scalars(statement)).all())
+
+
+@dataclass(frozen=True)
+class CommentView:
+    comment: Comment
+    author: User
+    following: bool
+
+
+def _comment_select(viewer_id: int | None) -> Select[Any]:
+    following: ColumnElement[bool] = (
+        false()
+        if viewer_id is None
+        else exists().where(
+            Follow.follower_id == viewer_id, Follow.followed_id == Comment.author_id
+        )
+    )
+    return select(Comment, User, following.label("following")).join(
+        User, User.id == Comment.author_id
+    )
+
+
+async def list_comments(
+    session: AsyncSession, article_id: int, *, viewer_id: int | None
+) -> list[CommentView]:
+    rows = await session.execute(
+        _comment_select(viewer_id)
+        .where(Comment.article_id == article_id)
+        .order_by(Comment.created_at, Comment.id)
+    )
+    return [CommentView(row.Comment, row.User, bool(row.following)) for row in rows]
+
+
+async def create_comment(
+    session: AsyncSession, *, article_id: int, author_id: int, body: str
+) -> Comment:
+    comment = Comment(article_id=article_id, author_id=author_id, body=body)
+    session.add(comment)
+    await session.flush()
+    return comment
+
+
+async def get_comment(session: AsyncSession, article_id: int, comment_id: int) -> Comment | None:
+    return await session.scalar(
+        select(Comment).where(Comment.id == comment_id, Comment.article_id == article_id)
+    )
+
+
+async def delete_comment(session: AsyncSession, comment: Comment) -> None:
+    await session.execute(delete(Comment).where(Comment.id == comment.id))

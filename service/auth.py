@@ -1,0 +1,150 @@
+"""Passwords (argon2), tokens (PyJWT, HS256) and the current user.
+
+A token carries `sub` (the user id), a unique `jti` and `exp`. Logging out stores
+the `jti` in `revoked_tokens`, which every API process reads, so the token is
+refused at once everywhere and across restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import wraps
+from typing import ParamSpec, TypeVar
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from quart import current_app, g, request
+
+from service.config import Settings
+from service.db import get_session
+from service.errors import APIError
+from service.users.queries import is_token_revoked
+
+JWT_ALGORITHM = "HS256"
+_hasher = PasswordHasher()
+# Verified when the email is unknown, so that both answers take as long.
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Unauthorized(APIError):
+    status = 401
+    message = "missing or invalid token"
+
+
+class Forbidden(APIError):
+    status = 403
+    message = "forbidden"
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    token: str
+    user_id: int
+    jti: str
+    expires_at: datetime
+
+
+async def hash_password(password: str) -> str:
+    return await asyncio.to_thread(_hasher.hash, password)
+
+
+async def verify_password(password_hash: str | None, password: str) -> bool:
+    """Constant work whether or not the user exists: pass None for an unknown user."""
+
+    def verify() -> bool:
+        try:
+            return _hasher.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    return await asyncio.to_thread(verify)
+
+
+def create_token(settings: Settings, user_id: int) -> str:
+    now = datetime.now(UTC)
+    claims = {
+        "sub": str(user_id),
+        "jti": uuid.uuid4().hex,
+        "iat": now,
+        "exp": now + timedelta(seconds=settings.jwt_expires_seconds),
+    }
+    return jwt.encode(claims, settings.secret_key.get_secret_value(), algorithm=JWT_ALGORITHM)
+
+
+def decode_token(settings: Settings, token: str) -> TokenClaims:
+    try:
+        claims = jwt.decode(
+            token,
+            settings.secret_key.get_secret_value(),
+            algorithms=[JWT_ALGORITHM],
+            options={"require": ["exp", "sub", "jti"]},
+        )
+        user_id = int(claims["sub"])
+    except (jwt.InvalidTokenError, ValueError, TypeError):
+        raise Unauthorized("invalid or expired token") from None
+    return TokenClaims(
+        token=token,
+        user_id=user_id,
+        jti=str(claims["jti"]),
+        expires_at=datetime.fromtimestamp(claims["exp"], tz=UTC),
+    )
+
+
+def _token_from_header() -> str | None:
+    """`Authorization: Token <jwt>` (RealWorld) or `Bearer <jwt>`."""
+    header = request.headers.get("Authorization")
+    if not header:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() not in ("token", "bearer") or not token.strip():
+        raise Unauthorized("the Authorization header must be 'Token <jwt>' or 'Bearer <jwt>'")
+    return token.strip()
+
+
+async def _load_claims() -> TokenClaims | None:
+    if "token_claims" in g:
+        return g.token_claims
+    token = _token_from_header()
+    claims = None
+    if token is not None:
+        claims = decode_token(current_app.extensions["settings"], token)
+        if await is_token_revoked(get_session(), claims.jti):
+            raise Unauthorized("this token has been logged out")
+    g.token_claims = claims
+    return claims
+
+
+async def optional_claims() -> TokenClaims | None:
+    """The caller's token when one is sent (a bad one is still a 401), else None."""
+    return await _load_claims()
+
+
+async def required_claims() -> TokenClaims:
+    claims = await _load_claims()
+    if claims is None:
+        raise Unauthorized("authentication required")
+    return claims
+
+
+def require_auth(view: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Refuse the request with 401 before the view runs when no valid token is sent."""
+
+    @wraps(view)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        await required_claims()
+        return await view(*args, **kwargs)
+
+    wrapper.requires_auth = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def viewer_id(claims: TokenClaims | None) -> int | None:
+    return claims.user_id if claims is not None else None

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.db import insert_ignoring_duplicates
+from service.users.models import Follow, RevokedToken, User
+
+
+async def get_user(session: AsyncSession, user_id: int) -> User | None:
+    return await session.get(User, user_id)
+
+
+async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
+    return await session.scalar(select(User).where(User.email == email.lower()))
+
+
+async def get_user_by_username(session: AsyncSession, username: str) -> User | None:
+    return await session.scalar(select(User).where(User.username == username))
+
+
+async def taken_fields(
+    session: AsyncSession, *, email: str | None, username: str | None, except_user_id: int = 0
+) -> list[str]:
+    """Which of email / username another user already has."""
+    taken = []
+    if email is not None and await session.scalar(
+        select(exists().where(User.email == email.lower(), User.id != except_user_id))
+    ):
+        taken.append("email")
+    if username is not None and await session.scalar(
+        select(exists().where(User.username == username, User.id != except_user_id))
+    ):
+        taken.append("username")
+    return taken
+
+
+async def create_user(
+    session: AsyncSession, *, email: str, username: str, password_hash: str
+) -> User:
+    user = User(email=email.lower(), username=username, password_hash=password_hash)
+    session.add(user)
+    await session.flush()
+    return user
+
+
+async def update_user(session: AsyncSession, user: User, **changes: Any) -> User:
+    for field, value in changes.items():
+        setattr(user, field, value)
+    await session.flush()
+    return user
+
+
+async def is_following(session: AsyncSession, follower_id: int | None, followed_id: int) -> bool:
+    if follower_id is None:
+        return False
+    return bool(
+        await session.scalar(
+            select(
+                exists().where(Follow.follower_id == follower_id, Follow.followed_id == followed_id)
+            )
+        )
+    )
+
+
+async def follow(session: AsyncSession, follower_id: int, followed_id: int) -> None:
+    await insert_ignoring_duplicates(
+        session, Follow.__table__, [{"follower_id": follower_id, "followed_id": followed_id}]
+    )
+
+
+async def unfollow(session: AsyncSession, follower_id: int, followed_id: int) -> None:
+    await session.execute(
+        delete(Follow).where(Follow.follower_id == follower_id, Follow.followed_id == followed_id)
+    )
+
+
+async def is_token_revoked(session: AsyncSession, jti: str) -> bool:
+    return bool(await session.scalar(select(exists().where(RevokedToken.jti == jti))))
+
+
+async def revoke_token(session: AsyncSession, jti: str, expires_at: datetime) -> None:
+    await insert_ignoring_duplicates(
+        session, RevokedToken.__table__, [{"jti": jti, "expires_at": expires_at}]
+    )
+
+
+async def purge_expired_revocations(session: AsyncSession) -> int:
+    """Drop revocations of tokens that have expired anyway; return how many."""
+    result = await session.execute(
+        delete(RevokedToken).where(RevokedToken.expires_at < datetime.now(UTC))
+    )
+    return result.rowcount or 0
