@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, Select, delete, exists, false, func, or_, 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.articles.models import Article, Comment, Favorite, Tag, article_tags
-from service.db import insert_ignoring_duplicates
+from service.db import insert_ignoring_duplicates, utc_now
 from service.users.models import Follow, User
 
 SLUG_BASE_MAX_LENGTH = 200
@@ -230,6 +230,7 @@ async def update_article(session: AsyncSession, article: Article, changes: dict[
         article.slug = _slug(changes["title"], article.id)
     if tags is not None:
         await _set_tags(session, article.id, tags)
+        article.updated_at = utc_now()  # the tags live in another table: bump it ourselves
     await session.flush()
 
 
@@ -292,7 +293,10 @@ async def list_comments(
 async def create_comment(
     session: AsyncSession, *, article_id: int, author_id: int, body: str
 ) -> Comment:
-    comment = Comment(article_id=article_id, author_id=author_id, body=body)
+    now = utc_now()
+    comment = Comment(
+        article_id=article_id, author_id=author_id, body=body, created_at=now, updated_at=now
+    )
     session.add(comment)
     await session.flush()
     return comment

@@ -6,6 +6,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.db import utc_now
 from service.items.models import Item
 
 
@@ -32,7 +33,8 @@ async def get_item(session: AsyncSession, item_id: int) -> Item | None:
 
 
 async def create_item(session: AsyncSession, **fields: Any) -> Item:
-    item = Item(**fields)
+    now = utc_now()
+    item = Item(**fields, created_at=now, updated_at=now)
     session.add(item)
     await session.flush()
     return item
