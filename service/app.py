@@ -18,7 +18,7 @@ from service.db import init_database
 from service.errors import BadRequest, UnsupportedMediaType, register_error_handlers
 from service.logs import configure_logging, mask_url_passwords
 from service.middleware import RequestContextMiddleware
-from service.redis_client import init_redis
+from service.queue import init_queue
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.before_request(_require_json_body)
 
     init_database(app, settings)
-    init_redis(app, settings)
+    init_queue(app, settings)
 
     if settings.cors_origin_list:
         app = cors(app)
@@ -106,13 +106,27 @@ def create_app(settings: Settings | None = None) -> Quart:
 def _register_blueprints(app: Quart) -> None:
     from service.articles.comments import blueprint as comments
     from service.articles.routes import blueprint as articles
+    from service.exports.routes import blueprint as exports
     from service.faults.routes import blueprint as faults
     from service.health.routes import blueprint as health
     from service.items.routes import blueprint as items
     from service.products.routes import blueprint as products
+    from service.todos.pages import blueprint as pages
+    from service.todos.routes import blueprint as todos
     from service.users.routes import blueprint as users
 
-    for blueprint in (health, products, items, faults, users, articles, comments):
+    for blueprint in (
+        health,
+        products,
+        items,
+        faults,
+        users,
+        articles,
+        comments,
+        todos,
+        exports,
+        pages,
+    ):
         app.register_blueprint(blueprint)
 
 

@@ -56,7 +56,7 @@ class Settings(BaseSettings):
         default=DEFAULT_DATABASE_URL,
         validation_alias=AliasChoices("DATABASE_URL", "APP_DATABASE_URL"),
     )
-    redis_url: str | None = None
+    redis_url: str | None = None  # unset: background jobs run in the API process
     secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
     jwt_expires_seconds: int = Field(default=24 * 3600, ge=60, le=90 * 24 * 3600)
     app_env: Literal["development", "test", "production"] = "development"
@@ -80,10 +80,22 @@ class Settings(BaseSettings):
     max_content_length: int = Field(default=1024 * 1024, ge=1024)
     slow_endpoint_delay: float = Field(default=5.0, ge=0, le=30)
 
+    export_retention_hours: float = Field(default=24, gt=0, le=24 * 365)
+    export_job_timeout: int = Field(default=600, ge=1, le=24 * 3600)
+    export_max_tries: int = Field(default=5, ge=1, le=50)
+    export_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    worker_health_check_interval: int = Field(default=10, ge=1, le=3600)
+    worker_job_completion_wait: int = Field(default=25, ge=0, le=3600)
+
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str) -> str:
         return to_async_database_url(value.strip())
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -66,6 +66,6 @@ def configure_logging(level: str, service_name: str) -> None:
     # Our access log replaces hypercorn's; its error log goes through the JSON handler.
     logging.getLogger("hypercorn.access").disabled = True
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
-    for name in ("hypercorn.error", "alembic", "quart.app"):
+    for name in ("hypercorn.error", "alembic", "quart.app", "arq"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True

@@ -4,8 +4,10 @@ from typing import Any
 
 from service.articles.models import Article, Comment, Favorite, Tag, article_tags
 from service.db import Base
+from service.exports.models import Export, ExportChunk
 from service.items.models import Item
 from service.products.models import Product
+from service.todos.models import Todo
 from service.users.models import Follow, RevokedToken, User
 
 metadata = Base.metadata
@@ -24,12 +26,15 @@ def include_in_autogenerate(
 __all__ = [
     "Article",
     "Comment",
+    "Export",
+    "ExportChunk",
     "Favorite",
     "Follow",
     "Item",
     "Product",
     "RevokedToken",
     "Tag",
+    "Todo",
     "User",
     "article_tags",
     "include_in_autogenerate",

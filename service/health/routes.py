@@ -7,20 +7,46 @@ from quart import Blueprint, current_app
 from quart_schema import validate_response
 
 from service.db import get_database, ping_database
-from service.health.schemas import HealthOut, LivenessOut, ReadinessOut
-from service.redis_client import get_redis, ping_redis
+from service.health.schemas import (
+    BackgroundHealthOut,
+    DependenciesOut,
+    HealthOut,
+    LivenessOut,
+    ReadinessOut,
+)
+from service.queue import get_redis, ping_redis, queue_state
 
 blueprint = Blueprint("health", __name__)
 
-# A probe must answer well inside the orchestrator's timeout, even with the database black-holed.
+# A probe must answer well inside the orchestrator's timeout, even with a dependency black-holed.
 CHECK_TIMEOUT_SECONDS = 1.5
+
+
+async def _database_ok() -> bool:
+    return await ping_database(get_database().engine, CHECK_TIMEOUT_SECONDS)
+
+
+async def _redis_ok() -> bool | None:
+    """None when no Redis is configured (jobs run in-process)."""
+    redis = get_redis()
+    return None if redis is None else await ping_redis(redis, CHECK_TIMEOUT_SECONDS)
+
+
+async def _worker_state() -> tuple[bool, int | None]:
+    """(a worker checked in recently, queue depth); (False, None) when Redis does not answer."""
+    redis = get_redis()
+    assert redis is not None
+    try:
+        return await queue_state(redis, CHECK_TIMEOUT_SECONDS)
+    except Exception:
+        return False, None
 
 
 @blueprint.get("/health")
 @validate_response(HealthOut, 200)
 @validate_response(HealthOut, 503)
 async def health() -> tuple[HealthOut, int]:
-    connected = await ping_database(get_database().engine, CHECK_TIMEOUT_SECONDS)
+    connected = await _database_ok()
     body = HealthOut(
         status="UP" if connected else "DOWN",
         service=current_app.config["SERVICE_NAME"],
@@ -40,14 +66,10 @@ async def liveness() -> LivenessOut:
 @validate_response(ReadinessOut, 200)
 @validate_response(ReadinessOut, 503)
 async def readiness() -> tuple[ReadinessOut, int]:
-    redis = get_redis()
-    database_ok, redis_ok = await asyncio.gather(
-        ping_database(get_database().engine, CHECK_TIMEOUT_SECONDS),
-        ping_redis(redis, CHECK_TIMEOUT_SECONDS) if redis is not None else _none(),
-    )
+    database_ok, redis_ok = await asyncio.gather(_database_ok(), _redis_ok())
     checks = {
         "database": "ok" if database_ok else "failing",
-        "redis": "not configured" if redis is None else ("ok" if redis_ok else "failing"),
+        "redis": "not configured" if redis_ok is None else ("ok" if redis_ok else "failing"),
     }
     ready = all(state != "failing" for state in checks.values())
     return ReadinessOut(status="ready" if ready else "not ready", checks=checks), (
@@ -55,5 +77,47 @@ async def readiness() -> tuple[ReadinessOut, int]:
     )
 
 
-async def _none() -> None:
-    return None
+@blueprint.get("/healthz/background")
+@validate_response(BackgroundHealthOut, 200)
+@validate_response(BackgroundHealthOut, 503)
+async def background_health() -> tuple[BackgroundHealthOut, int]:
+    if get_redis() is None:
+        body = BackgroundHealthOut(
+            status="ok",
+            mode="in-process",
+            redis="not configured",
+            worker="in-process",
+            queue_depth=None,
+        )
+        return body, 200
+    redis_ok = await _redis_ok()
+    worker_alive, depth = await _worker_state() if redis_ok else (False, None)
+    healthy = bool(redis_ok) and worker_alive
+    body = BackgroundHealthOut(
+        status="ok" if healthy else "failing",
+        mode="arq",
+        redis="ok" if redis_ok else "failing",
+        worker="alive" if worker_alive else "missing",
+        queue_depth=depth,
+    )
+    return body, 200 if healthy else 503
+
+
+@blueprint.get("/api/health", strict_slashes=False)
+@validate_response(DependenciesOut, 200)
+@validate_response(DependenciesOut, 503)
+async def dependencies_health() -> tuple[DependenciesOut, int]:
+    database_ok, redis_ok = await asyncio.gather(_database_ok(), _redis_ok())
+    if redis_ok is None:
+        redis, worker = "not configured", "in-process"
+    else:
+        redis = "connected" if redis_ok else "disconnected"
+        worker = "alive" if redis_ok and (await _worker_state())[0] else "missing"
+    up = database_ok and redis != "disconnected" and worker != "missing"
+    body = DependenciesOut(
+        status="UP" if up else "DOWN",
+        database="connected" if database_ok else "disconnected",
+        redis=redis,  # type: ignore[arg-type]
+        worker=worker,  # type: ignore[arg-type]
+    )
+    return body, 200 if up else 503

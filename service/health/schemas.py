@@ -21,3 +21,22 @@ class LivenessOut(BaseModel):
 class ReadinessOut(BaseModel):
     status: Literal["ready", "not ready"]
     checks: dict[str, Literal["ok", "failing", "not configured"]]
+
+
+class BackgroundHealthOut(BaseModel):
+    """The todo seed's /healthz/background."""
+
+    status: Literal["ok", "failing"]
+    mode: Literal["arq", "in-process"]
+    redis: Literal["ok", "failing", "not configured"]
+    worker: Literal["alive", "missing", "in-process"]
+    queue_depth: int | None
+
+
+class DependenciesOut(BaseModel):
+    """The articles seed's /api/health: one entry per dependency."""
+
+    status: Literal["UP", "DOWN"]
+    database: Literal["connected", "disconnected"]
+    redis: Literal["connected", "disconnected", "not configured"]
+    worker: Literal["alive", "missing", "in-process"]

@@ -1,0 +1,1 @@
+"""The arq worker: `arq jobs.worker.WorkerSettings`."""

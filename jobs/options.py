@@ -1,0 +1,72 @@
+"""What the arq worker runs with; `jobs.worker.WorkerSettings` is built from it.
+
+The worker owns its engine and Redis pool (made in `startup`, closed in `shutdown`),
+serialises jobs as JSON like the API, refreshes its health-check key every
+WORKER_HEALTH_CHECK_INTERVAL seconds (read by /healthz/background), and on SIGTERM
+gives the job in hand WORKER_JOB_COMPLETION_WAIT seconds before cancelling it; a
+cancelled or killed job is picked up again and still writes exactly one export.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from arq import cron, func
+from arq.connections import RedisSettings
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from jobs.cleanup import purge_exports
+from jobs.export import export_todos
+from service.config import ConfigError, Settings, load_settings
+from service.db import make_engine
+from service.logs import configure_logging, mask_url_passwords
+from service.queue import QUEUE_NAME, deserialize_job, serialize_job
+
+logger = logging.getLogger(__name__)
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    settings: Settings = ctx.get("settings") or load_settings()
+    configure_logging(settings.log_level, settings.service_name)
+    engine = make_engine(settings)
+    ctx["settings"] = settings
+    ctx["engine"] = engine
+    ctx["sessionmaker"] = async_sessionmaker(engine, expire_on_commit=False)
+    logger.info("worker started on %s", mask_url_passwords(settings.database_url))
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    engine = ctx.get("engine")
+    if engine is not None:
+        await engine.dispose()
+
+
+def worker_options(settings: Settings) -> dict[str, Any]:
+    """Everything WorkerSettings holds, for tests that start a `Worker` in-process."""
+    if not settings.redis_url:
+        raise ConfigError("REDIS_URL: the worker needs Redis (without it the API runs jobs itself)")
+    return {
+        "functions": [
+            func(
+                export_todos,
+                name="export_todos",
+                max_tries=settings.export_max_tries,
+                timeout=settings.export_job_timeout,
+            )
+        ],
+        "cron_jobs": [
+            cron(purge_exports, minute=set(range(0, 60, 15)), run_at_startup=True, timeout=300)
+        ],
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "queue_name": QUEUE_NAME,
+        "job_serializer": serialize_job,
+        "job_deserializer": deserialize_job,
+        "health_check_interval": settings.worker_health_check_interval,
+        "job_completion_wait": settings.worker_job_completion_wait,
+        "max_tries": settings.export_max_tries,
+        "job_timeout": settings.export_job_timeout,
+        "keep_result": 3600,
+    }

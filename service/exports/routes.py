@@ -1,0 +1,81 @@
+"""Start an export, follow its status, download the file (todo seeds)."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response
+from quart_schema import validate_request, validate_response
+
+from service.db import get_database, get_session
+from service.errors import Conflict, NotFound
+from service.exports import queries
+from service.exports.models import Export
+from service.exports.run import CONTENT_TYPES
+from service.exports.schemas import ExportAccepted, ExportCreate, ExportOut
+from service.queue import enqueue
+
+blueprint = Blueprint("exports", __name__)
+
+
+async def start_export(export_format: str) -> Export:
+    """Record the export, then queue its job; nothing is left behind when Redis is down."""
+    session = get_session()
+    export = await queries.create_export(session, export_format)
+    await session.commit()
+    try:
+        await enqueue("export_todos", job_id=export.id, export_id=export.id)
+    except Exception:
+        await queries.delete_export(session, export)
+        await session.commit()
+        raise
+    return export
+
+
+def export_out(export: Export) -> ExportOut:
+    return ExportOut(
+        job_id=export.id,
+        status=export.status,  # type: ignore[arg-type]
+        format=export.format,  # type: ignore[arg-type]
+        rows=export.rows,
+        created_at=export.created_at,
+        finished_at=export.finished_at,
+        download_url=f"/exports/{export.id}/download" if export.status == "complete" else None,
+        error=export.error if export.status == "failed" else None,
+    )
+
+
+async def find_export(export_id: str) -> Export:
+    export = await queries.get_export(get_session(), export_id)
+    if export is None:
+        raise NotFound(f"export {export_id} not found")
+    return export
+
+
+@blueprint.post("/export")
+@validate_request(ExportCreate)
+@validate_response(ExportAccepted, 202)
+async def create_export(data: ExportCreate) -> tuple[ExportAccepted, int, dict[str, str]]:
+    export = await start_export(data.format)
+    status_url = f"/exports/{export.id}"
+    accepted = ExportAccepted(job_id=export.id, status="queued", status_url=status_url)
+    return accepted, 202, {"Location": status_url}
+
+
+@blueprint.get("/exports/<export_id>")
+@validate_response(ExportOut)
+async def get_export(export_id: str) -> ExportOut:
+    return export_out(await find_export(export_id))
+
+
+@blueprint.get("/exports/<export_id>/download")
+async def download_export(export_id: str) -> Response:
+    export = await find_export(export_id)
+    if export.status != "complete" or export.run_token is None:
+        raise Conflict(f"export {export_id} is {export.status}, not complete")
+    chunks = queries.stream_export_file(get_database().sessionmaker, export.id, export.run_token)
+    response = Response(chunks, content_type=CONTENT_TYPES[export.format])
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="todos-{export.id}.{export.format}"'
+    )
+    if export.size_bytes is not None:
+        response.headers["Content-Length"] = str(export.size_bytes)
+    return response

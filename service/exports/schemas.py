@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, model_serializer
+from pydantic.functional_serializers import SerializerFunctionWrapHandler
+
+from service.fields import UTCDateTime
+
+ExportFormat = Literal["csv", "json"]
+ExportStatus = Literal["queued", "in_progress", "complete", "failed"]
+
+
+class ExportCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: ExportFormat = "csv"
+
+
+class ExportAccepted(BaseModel):
+    job_id: str
+    status: ExportStatus
+    status_url: str
+
+
+class ExportOut(BaseModel):
+    job_id: str
+    status: ExportStatus
+    format: ExportFormat
+    rows: int | None
+    created_at: UTCDateTime
+    finished_at: UTCDateTime | None
+    download_url: str | None = None
+    error: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_absent_optionals(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # download_url only when complete, error only when failed: absent, not null.
+        data = handler(self)
+        for key in ("download_url", "error"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data

@@ -1,0 +1,121 @@
+"""Background jobs: enqueued on arq over Redis, or run in this process when no Redis is set.
+
+Jobs are named, never imported from `jobs/`, so `service/` does not depend on the
+worker. In-process mode runs the same code (`service.exports.run`) on the API's
+event loop, with the same retries, so the one-command run still exports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from arq.connections import ArqRedis
+from quart import Quart, current_app
+from redis.asyncio import ConnectionPool
+from redis.exceptions import RedisError
+
+from service.config import Settings
+from service.errors import ServiceUnavailable
+
+logger = logging.getLogger(__name__)
+
+QUEUE_NAME = "arq:queue"
+HEALTH_CHECK_KEY = QUEUE_NAME + ":health-check"  # refreshed by every live worker
+
+
+def serialize_job(payload: dict[str, Any]) -> bytes:
+    # JSON, not arq's default pickle: a job carries only ids and plain values.
+    return json.dumps(payload).encode()
+
+
+def deserialize_job(data: bytes) -> dict[str, Any]:
+    return json.loads(data)
+
+
+class QueueUnavailable(ServiceUnavailable):
+    message = "the job queue (Redis) is unavailable, try again later"
+
+
+InProcessJob = Callable[..., Awaitable[Any]]
+
+
+def _in_process_jobs() -> dict[str, InProcessJob]:
+    from service.exports.jobs import export_todos_in_process
+
+    return {"export_todos": export_todos_in_process}
+
+
+def init_queue(app: Quart, settings: Settings) -> None:
+    @app.before_serving
+    async def _open() -> None:
+        app.extensions["background_tasks"] = set()
+        if settings.redis_url:
+            # No ping here: the API starts, and serves its read routes, while Redis is down.
+            pool = ConnectionPool.from_url(
+                settings.redis_url,
+                socket_connect_timeout=2,
+                socket_timeout=2,
+                health_check_interval=30,
+            )
+            app.extensions["redis"] = ArqRedis(
+                connection_pool=pool,
+                job_serializer=serialize_job,
+                job_deserializer=deserialize_job,
+                default_queue_name=QUEUE_NAME,
+            )
+
+    @app.after_serving
+    async def _close() -> None:
+        tasks: set[asyncio.Task[Any]] = app.extensions.pop("background_tasks", set())
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=settings.graceful_timeout)
+            for task in pending:
+                task.cancel()
+        redis: ArqRedis | None = app.extensions.pop("redis", None)
+        if redis is not None:
+            await redis.aclose(close_connection_pool=True)
+
+
+def get_redis() -> ArqRedis | None:
+    return current_app.extensions.get("redis")
+
+
+async def ping_redis(client: ArqRedis, within_seconds: float) -> bool:
+    try:
+        async with asyncio.timeout(within_seconds):
+            return bool(await client.ping())
+    except Exception:
+        return False
+
+
+async def enqueue(job_name: str, *, job_id: str, **kwargs: Any) -> None:
+    """Queue `job_name` under the unique `job_id`; QueueUnavailable (503) when Redis is down."""
+    redis = get_redis()
+    if redis is None:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        job = _in_process_jobs()[job_name]
+        task = asyncio.create_task(job(app, **kwargs), name=f"{job_name}:{job_id}")
+        tasks: set[asyncio.Task[Any]] = app.extensions["background_tasks"]
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return
+    try:
+        async with asyncio.timeout(3):
+            job = await redis.enqueue_job(job_name, _job_id=job_id, **kwargs)
+    except (RedisError, OSError, TimeoutError) as error:
+        logger.warning("could not enqueue %s: %s", job_name, type(error).__name__)
+        raise QueueUnavailable() from error
+    if job is None:  # arq: that id is queued, running or finished already
+        logger.info("job %s already enqueued", job_id)
+
+
+async def queue_state(client: ArqRedis, within_seconds: float) -> tuple[bool, int]:
+    """(a worker checked in recently, jobs waiting in the queue)."""
+    async with asyncio.timeout(within_seconds):
+        worker_alive = bool(await client.exists(HEALTH_CHECK_KEY))
+        depth = int(await client.zcard(QUEUE_NAME))
+    return worker_alive, depth

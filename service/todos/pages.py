@@ -1,0 +1,91 @@
+"""The HTML todo page (todo seed): server-rendered, works without JavaScript."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+from quart import Blueprint, Response, redirect, render_template, request
+from quart_schema import DataSource, hide, validate_request
+
+from service.csrf import csrf_protect, csrf_token, set_csrf_cookie
+from service.db import get_session
+from service.exports import queries as export_queries
+from service.exports.routes import export_out, start_export
+from service.fields import text_field
+from service.todos import queries
+from service.todos.routes import find_todo
+
+blueprint = Blueprint("pages", __name__)
+PAGE_SIZE = 200
+
+
+class PageForm(BaseModel):
+    """The fields every form of the page carries."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    csrf_token: str | None = Field(default=None, max_length=128)
+
+
+class AddForm(PageForm):
+    task: text_field(500, min_length=1)  # type: ignore[valid-type]
+
+
+class ExportForm(PageForm):
+    format: str = Field(default="csv", pattern="^(csv|json)$")
+
+
+def back_to_page(query: str = "") -> Response:
+    return redirect(f"/{query}", code=303)  # type: ignore[return-value]
+
+
+@blueprint.get("/")
+@hide
+async def index() -> Response:
+    session = get_session()
+    todos = await queries.list_todos_newest_first(session, limit=PAGE_SIZE)
+    export = None
+    export_id = request.args.get("export")
+    if export_id:
+        found = await export_queries.get_export(session, export_id)
+        export = export_out(found) if found else None
+    html = await render_template("index.html", todos=todos, export=export, csrf_token=csrf_token())
+    return set_csrf_cookie(Response(html, content_type="text/html; charset=utf-8"))
+
+
+@blueprint.post("/add")
+@csrf_protect
+@validate_request(AddForm, source=DataSource.FORM)
+async def add(data: AddForm) -> Response:
+    session = get_session()
+    await queries.create_todo(session, data.task)
+    await session.commit()
+    return back_to_page()
+
+
+@blueprint.post("/todos/<id:todo_id>/toggle")
+@csrf_protect
+@validate_request(PageForm, source=DataSource.FORM)
+async def toggle(todo_id: int, data: PageForm) -> Response:
+    session = get_session()
+    todo = await find_todo(todo_id)
+    await queries.update_todo(session, todo, done=not todo.done)
+    await session.commit()
+    return back_to_page()
+
+
+@blueprint.post("/todos/<id:todo_id>/delete")
+@csrf_protect
+@validate_request(PageForm, source=DataSource.FORM)
+async def delete(todo_id: int, data: PageForm) -> Response:
+    session = get_session()
+    await queries.delete_todo(session, await find_todo(todo_id))
+    await session.commit()
+    return back_to_page()
+
+
+@blueprint.post("/export/start")
+@csrf_protect
+@validate_request(ExportForm, source=DataSource.FORM)
+async def export(data: ExportForm) -> Response:
+    started = await start_export(data.format)
+    return back_to_page(f"?export={started.id}")
