@@ -56,7 +56,14 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             )
         ],
         "cron_jobs": [
-            cron(purge_exports, minute=set(range(0, 60, 15)), run_at_startup=True, timeout=300)
+            # Not longer than the export's timeout: arq holds a dead worker's job for the
+            # longest timeout of all functions (+10 s) before another worker may take it.
+            cron(
+                purge_exports,
+                minute=set(range(0, 60, 15)),
+                run_at_startup=True,
+                timeout=settings.export_job_timeout,
+            )
         ],
         "on_startup": startup,
         "on_shutdown": shutdown,
