@@ -346,3 +346,44 @@ async def test_the_cron_deletes_old_exports_and_fails_stuck_ones(
     statuses = dict((await session.execute(select(Export.id, Export.status))).all())
     assert statuses == {rows["fresh"].id: "complete", rows["stuck"].id: "failed"}
     assert await session.scalar(select(func.count()).select_from(ExportChunk)) == 0
+
+
+async def test_sigterm_lets_the_worker_finish_the_job_in_hand(
+    client: QuartClient, session: AsyncSession
+) -> None:
+    await insert_todos(session, 20_000)
+    env = {
+        **os.environ,
+        "DATABASE_URL": TestServers.database_url,
+        "REDIS_URL": TestServers.redis_url,
+        "EXPORT_BATCH_SIZE": "100",
+        "WORKER_JOB_COMPLETION_WAIT": "30",
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "arq", "jobs.worker.WorkerSettings"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        export_id = await start_export(client)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            written = await session.scalar(
+                select(func.count())
+                .select_from(ExportChunk)
+                .where(ExportChunk.export_id == export_id)
+            )
+            if written and written >= 3:
+                break
+            await asyncio.sleep(0.02)
+        worker.send_signal(signal.SIGTERM)
+        exit_code = await asyncio.to_thread(worker.wait, 40)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+
+    assert exit_code == 0
+    done = await (await client.get(f"/exports/{export_id}")).get_json()
+    assert done["status"] == "complete" and done["rows"] == 20_000
