@@ -22,8 +22,12 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("task", sa.String(length=500), nullable=False),
         sa.Column("done", sa.Boolean(), server_default=sa.false(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
+        sa.Column(
+            "updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_todos")),
     )
     op.create_index(op.f("ix_todos_created_at"), "todos", ["created_at"])
@@ -37,7 +41,9 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
         sa.Column("run_token", sa.String(length=32), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_exports")),
@@ -49,7 +55,12 @@ def upgrade() -> None:
         sa.Column("run_token", sa.String(length=32), nullable=False),
         sa.Column("seq", sa.Integer(), nullable=False),
         sa.Column("data", sa.LargeBinary(), nullable=False),
-        sa.ForeignKeyConstraint(["export_id"], ["exports.id"], name=op.f("fk_export_chunks_export_id_exports"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["export_id"],
+            ["exports.id"],
+            name=op.f("fk_export_chunks_export_id_exports"),
+            ondelete="CASCADE",
+        ),
         sa.PrimaryKeyConstraint("export_id", "run_token", "seq", name=op.f("pk_export_chunks")),
     )
 
