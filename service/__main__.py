@@ -7,8 +7,10 @@ import asyncio
 import errno
 import importlib.util
 import logging
+import os
 import socket
 import sys
+import tempfile
 from pathlib import Path
 
 from service.config import ConfigError, Settings, load_settings
@@ -65,6 +67,22 @@ def _port_is_free(host: str, port: int) -> bool:
     return True
 
 
+def _prepare_metrics_directory() -> None:
+    """prometheus_client multiprocess mode: every worker writes its samples here.
+
+    Set before any worker starts (they inherit the environment) and emptied, so a
+    restart does not add the last run's counts.
+    """
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+    else:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="service-metrics-")
+
+
 def serve(settings: Settings) -> int:
     from hypercorn.config import Config
     from hypercorn.run import run
@@ -72,6 +90,7 @@ def serve(settings: Settings) -> int:
     if not _port_is_free(settings.host, settings.port):
         # With several workers hypercorn would quietly share the port with the other server.
         raise ConfigError(f"PORT: {settings.host}:{settings.port} is already in use")
+    _prepare_metrics_directory()
     config = Config()
     config.bind = [f"{settings.host}:{settings.port}"]
     config.application_path = "service.asgi:app"

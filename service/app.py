@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -17,8 +18,10 @@ from service.config import Settings, load_settings
 from service.db import init_database
 from service.errors import BadRequest, UnsupportedMediaType, register_error_handlers
 from service.logs import configure_logging, mask_url_passwords
-from service.middleware import RequestContextMiddleware
+from service.metrics import process_exited, publish_process_metrics_forever
+from service.middleware import ROUTE_TEMPLATE_KEY, RequestContextMiddleware
 from service.queue import init_queue
+from service.telemetry import name_server_span, route_template, setup_telemetry, wrap_asgi
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +60,7 @@ class ServiceRequest(Request):
 def create_app(settings: Settings | None = None) -> Quart:
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.service_name)
+    setup_telemetry(settings, role="api")
 
     app = Quart(__name__)
     app.request_class = ServiceRequest
@@ -82,6 +86,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.json = ServiceJSONProvider(app)
     _register_blueprints(app)
     register_error_handlers(app)
+    app.before_request(_name_the_route)
     app.before_request(_require_json_body)
 
     init_database(app, settings)
@@ -89,6 +94,17 @@ def create_app(settings: Settings | None = None) -> Quart:
 
     if settings.cors_origin_list:
         app = cors(app)
+
+    @app.before_serving
+    async def _start_process_metrics() -> None:
+        app.extensions["process_metrics"] = asyncio.create_task(publish_process_metrics_forever())
+
+    @app.after_serving
+    async def _stop_process_metrics() -> None:
+        task = app.extensions.pop("process_metrics", None)
+        if task is not None:
+            task.cancel()
+        process_exited()
 
     @app.before_serving
     async def _announce() -> None:
@@ -99,7 +115,11 @@ def create_app(settings: Settings | None = None) -> Quart:
             mask_url_passwords(settings.database_url),
         )
 
-    app.asgi_app = RequestContextMiddleware(app.asgi_app)  # type: ignore[method-assign]
+    # Outermost the OpenTelemetry server span, so that request ids, access lines and
+    # metrics are all recorded inside it.
+    app.asgi_app = wrap_asgi(  # type: ignore[method-assign]
+        RequestContextMiddleware(app.asgi_app, environment=settings.app_env)
+    )
     return app
 
 
@@ -128,6 +148,14 @@ def _register_blueprints(app: Quart) -> None:
         pages,
     ):
         app.register_blueprint(blueprint)
+
+
+async def _name_the_route() -> None:
+    """The matched route's template names the server span and labels the metrics."""
+    if request.url_rule is not None:
+        template = route_template(request.url_rule.rule)
+        request.scope[ROUTE_TEMPLATE_KEY] = template
+        name_server_span(request.method, template)
 
 
 async def _require_json_body() -> None:

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(default=5.0, gt=0, le=300)
     db_connect_timeout: float = Field(default=2.0, gt=0, le=60)
 
+    tracing_enabled: bool = True
+    worker_metrics_port: int = Field(default=9101, ge=0, le=65535)  # 0: no metrics server
+
     cors_origins: str = ""
     max_content_length: int = Field(default=1024 * 1024, ge=1024)
     slow_endpoint_delay: float = Field(default=5.0, ge=0, le=30)

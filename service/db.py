@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 
 from service.config import Settings
+from service.metrics import instrument_engine
 
 # Named constraints so Alembic's autogenerate and batch mode (SQLite) stay stable.
 NAMING_CONVENTION = {
@@ -73,6 +74,7 @@ def init_database(app: Quart, settings: Settings) -> None:
     @app.before_serving
     async def _open() -> None:
         engine = make_engine(settings)
+        instrument_engine(engine)
         app.extensions["database"] = Database(
             engine, async_sessionmaker(engine, expire_on_commit=False)
         )

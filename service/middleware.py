@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from service.logs import request_id_var
+from service.metrics import UNMATCHED_ROUTE, observe_request
+from service.trace_context import current_traceparent
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -21,7 +23,9 @@ access_logger = logging.getLogger("service.access")
 
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 # Probes hit these every few seconds; their access lines go to DEBUG.
-_QUIET_PATHS = frozenset({"/healthz", "/readyz"})
+_QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# Set by the app once routing has matched (see app.py); the metrics' `endpoint` label.
+ROUTE_TEMPLATE_KEY = "route_template"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -39,10 +43,13 @@ def choose_request_id(incoming: str | None) -> str:
 
 
 class RequestContextMiddleware:
-    """Sets the request id for logs and the response, and writes one access line per request."""
+    """Per request: the request id (logs and response), `traceparent` on the response,
+    one access line, and the HTTP metrics. Runs inside the OpenTelemetry server span.
+    """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, environment: str) -> None:
         self.app = app
+        self.environment = environment
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -63,23 +70,31 @@ class RequestContextMiddleware:
                     if key.lower() != b"x-request-id"
                 ]
                 headers.append((b"x-request-id", request_id.encode("ascii")))
+                traceparent = current_traceparent()
+                if traceparent is not None:
+                    headers.append((b"traceparent", traceparent.encode("ascii")))
                 message = {**message, "headers": headers}
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_request_id)
         finally:
-            duration_ms = round((time.perf_counter() - started) * 1000, 3)
+            elapsed = time.perf_counter() - started
+            duration_ms = round(elapsed * 1000, 3)
             path = scope.get("path", "")
+            method = scope.get("method", "")
+            if path != "/metrics":
+                endpoint = scope.get(ROUTE_TEMPLATE_KEY) or UNMATCHED_ROUTE
+                observe_request(method, endpoint, status, self.environment, elapsed)
             client = scope.get("client")
             access_logger.log(
                 logging.DEBUG if path in _QUIET_PATHS else logging.INFO,
                 "%s %s %s",
-                scope.get("method", ""),
+                method,
                 path,
                 status,
                 extra={
-                    "http.method": scope.get("method", ""),
+                    "http.method": method,
                     "http.path": path,
                     "status_code": status,
                     "duration_ms": duration_ms,

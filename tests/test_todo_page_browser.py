@@ -211,6 +211,7 @@ async def test_add_and_export_without_javascript(open_page: OpenPage, base_url: 
             assert time.monotonic() < deadline, "the export did not complete within 10 s"
             await asyncio.sleep(0.2)
             await page.get_by_role("link", name="Refresh").click()
+            await page.wait_for_load_state()
         await expect(page.locator("#export-status")).to_contain_text("Export complete: 1 rows.")
         csv_text = await (await page.request.get(await link.get_attribute("href") or "")).text()
         assert "No script needed" in csv_text

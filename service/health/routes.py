@@ -3,8 +3,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from quart import Blueprint, current_app
-from quart_schema import validate_response
+from quart import Blueprint, Response, current_app
+from quart_schema import hide, validate_response
 
 from service.db import get_database, ping_database
 from service.health.schemas import (
@@ -14,6 +14,7 @@ from service.health.schemas import (
     LivenessOut,
     ReadinessOut,
 )
+from service.metrics import render_metrics
 from service.queue import get_redis, ping_redis, queue_state
 
 blueprint = Blueprint("health", __name__)
@@ -121,3 +122,11 @@ async def dependencies_health() -> tuple[DependenciesOut, int]:
         worker=worker,  # type: ignore[arg-type]
     )
     return body, 200 if up else 503
+
+
+@blueprint.get("/metrics")
+@hide
+async def metrics() -> Response:
+    """Prometheus text format: the sum over every worker process (multiprocess mode)."""
+    body, content_type = render_metrics()
+    return Response(body, content_type=content_type)

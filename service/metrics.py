@@ -1,0 +1,141 @@
+"""Prometheus metrics (prometheus_client), correct with several hypercorn workers.
+
+`python -m service serve` sets PROMETHEUS_MULTIPROC_DIR (a fresh directory) before
+the workers start, so every worker writes its samples there and a scrape of
+/metrics, answered by any worker, sums them all. Under another server without that
+variable, the process's own registry is served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+    multiprocess,
+)
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+UNMATCHED_ROUTE = "<unmatched>"  # every unknown path counts under this one label
+
+HTTP_REQUESTS = Counter(
+    "http_requests_total", "HTTP requests answered", ["method", "endpoint", "status"]
+)
+HTTP_DURATION = Histogram(
+    "http_request_duration_seconds",
+    "Time to answer an HTTP request",
+    ["method", "endpoint", "status", "environment"],
+    buckets=LATENCY_BUCKETS,
+)
+BACKGROUND_JOBS = Counter(
+    "background_jobs_total", "Background jobs by outcome", ["job_type", "status"]
+)
+DATABASE_QUERIES = Counter("database_queries_total", "SQL statements sent", ["operation", "table"])
+DATABASE_POOL = Gauge(
+    "database_connection_pool",
+    "Connection pool: size and checked_out, summed over live processes",
+    ["status"],
+    multiprocess_mode="livesum",
+)
+# Multiprocess mode has no process collector: each process publishes its own, by pid,
+# into the shared directory. Not registered: a single process has the standard collector.
+PROCESS_GAUGES = {
+    source: Gauge(name, help_text, ["pid"], multiprocess_mode="liveall", registry=None)
+    for source, name, help_text in (
+        ("process_resident_memory_bytes", "process_resident_memory_bytes", "Resident memory"),
+        ("process_cpu_seconds_total", "process_cpu_seconds", "User and system CPU seconds"),
+        ("process_open_fds", "process_open_fds", "Open file descriptors"),
+    )
+}
+
+_TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE|JOIN)\s+\"?([A-Za-z_][A-Za-z0-9_]*)", re.IGNORECASE)
+
+
+def is_multiprocess() -> bool:
+    return bool(os.environ.get(MULTIPROC_ENV))
+
+
+def render_metrics() -> tuple[bytes, str]:
+    """The exposition text: every process's samples in multiprocess mode."""
+    if is_multiprocess():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def classify_statement(statement: str) -> tuple[str, str]:
+    """(operation, table) for database_queries_total; bounded label values."""
+    words = statement.lstrip().split(None, 1)
+    operation = words[0].upper() if words else "UNKNOWN"
+    if operation not in {"SELECT", "INSERT", "UPDATE", "DELETE", "BEGIN", "COMMIT", "ROLLBACK"}:
+        operation = "OTHER"
+    match = _TABLE.search(statement)
+    return operation, match.group(1).lower() if match else ""
+
+
+def instrument_engine(engine: AsyncEngine) -> None:
+    """Count statements and publish the pool's size and checked-out connections."""
+    sync_engine = engine.sync_engine
+    pool = sync_engine.pool
+
+    def count_statement(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        DATABASE_QUERIES.labels(*classify_statement(statement)).inc()
+
+    def publish_pool(*_args: Any) -> None:
+        size = getattr(pool, "size", None)
+        checked_out = getattr(pool, "checkedout", None)
+        if callable(size) and callable(checked_out):
+            DATABASE_POOL.labels("size").set(size())
+            DATABASE_POOL.labels("checked_out").set(checked_out())
+
+    event.listen(sync_engine, "before_cursor_execute", count_statement)
+    event.listen(pool, "checkout", publish_pool)
+    event.listen(pool, "checkin", publish_pool)
+    publish_pool()
+
+
+def publish_process_metrics() -> None:
+    if not is_multiprocess():
+        return  # the default registry's ProcessCollector reports this process
+    pid = str(os.getpid())
+    for family in ProcessCollector(registry=None).collect():
+        for sample in family.samples:
+            gauge = PROCESS_GAUGES.get(sample.name)
+            if gauge is not None:
+                gauge.labels(pid).set(sample.value)
+
+
+async def publish_process_metrics_forever(interval: float = 5.0) -> None:
+    while True:
+        publish_process_metrics()
+        await asyncio.sleep(interval)
+
+
+def process_exited() -> None:
+    """Drop this process's live gauges from the shared directory (its counters stay)."""
+    if is_multiprocess():
+        with contextlib.suppress(Exception):
+            multiprocess.mark_process_dead(os.getpid())
+
+
+def observe_request(
+    method: str, endpoint: str, status: int, environment: str, seconds: float
+) -> None:
+    status_label = str(status)
+    HTTP_REQUESTS.labels(method, endpoint, status_label).inc()
+    HTTP_DURATION.labels(method, endpoint, status_label, environment).observe(seconds)

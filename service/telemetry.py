@@ -1,0 +1,239 @@
+"""OpenTelemetry set-up: the only module that imports the SDK.
+
+Called once per process: by the app (role "api") and by each arq worker ("worker").
+Traces always flow through the SDK when tracing is on (so logs carry trace ids and
+responses a `traceparent`); spans, metrics and logs leave the process over OTLP only
+when an endpoint is configured. The standard variables work: OTEL_SERVICE_NAME,
+OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_ENDPOINT / _PROTOCOL / _TIMEOUT,
+OTEL_TRACES_EXPORTER=none, OTEL_TRACES_SAMPLER(_ARG), OTEL_SDK_DISABLED; and
+TRACING_ENABLED=false turns tracing off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import propagate, trace
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from service import __version__
+from service.config import Settings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_EXPORT_TIMEOUT_SECONDS = "3"  # a dead collector must not hold up shutdown
+_lock = threading.Lock()
+_providers: list[Any] = []
+_configured = False
+_ROUTE_CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
+
+
+def tracing_enabled(settings: Settings) -> bool:
+    return settings.tracing_enabled and os.environ.get("OTEL_SDK_DISABLED", "").lower() != "true"
+
+
+def _otlp_endpoint_set(signal: str) -> bool:
+    return bool(
+        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or os.environ.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")
+    )
+
+
+def _exporter_wanted(signal: str) -> bool:
+    chosen = os.environ.get(f"OTEL_{signal}_EXPORTER", "otlp").strip().lower()
+    return chosen != "none" and _otlp_endpoint_set(signal)
+
+
+def _grpc() -> bool:
+    return os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf").strip() == "grpc"
+
+
+def _resource(settings: Settings, role: str) -> Resource:
+    return Resource.create(
+        {
+            "service.name": os.environ.get("OTEL_SERVICE_NAME") or settings.service_name,
+            "service.version": __version__,
+            "deployment.environment": settings.app_env,
+            "service.role": role,
+            "service.instance.id": f"{socket.gethostname()}-{os.getpid()}",
+        }
+    )
+
+
+class OncePerInterval(logging.Filter):
+    """Lets one record of each kind through per interval: a dead collector warns, not floods."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.last_seen: dict[tuple[str, object], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.msg)
+        now = time.monotonic()
+        if now - self.last_seen.get(key, -self.seconds) < self.seconds:
+            return False
+        self.last_seen[key] = now
+        return True
+
+
+def setup_telemetry(settings: Settings, role: str) -> None:
+    """Install the providers and instrumentations once per process (later calls do nothing)."""
+    global _configured
+    with _lock:
+        if _configured:
+            return
+        _configured = True
+        os.environ.setdefault("OTEL_EXPORTER_OTLP_TIMEOUT", DEFAULT_EXPORT_TIMEOUT_SECONDS)
+        logging.getLogger("opentelemetry").addFilter(OncePerInterval(60))
+        resource = _resource(settings, role)
+        if tracing_enabled(settings):
+            _setup_tracing(resource)
+        if os.environ.get("OTEL_SDK_DISABLED", "").lower() != "true":
+            _setup_metrics(resource)
+            _setup_logs(resource)
+
+
+def _setup_tracing(resource: Resource) -> None:
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+    provider = TracerProvider(resource=resource)  # sampler from OTEL_TRACES_SAMPLER
+    if _exporter_wanted("TRACES"):
+        if _grpc():
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        else:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    _providers.append(provider)
+    # One span per SQL statement, from the driver; SQLAlchemy's instrumentation is not added.
+    AsyncPGInstrumentor().instrument(tracer_provider=provider)
+    RedisInstrumentor().instrument(tracer_provider=provider)
+
+
+def _setup_metrics(resource: Resource) -> None:
+    if not _exporter_wanted("METRICS"):
+        return
+    from opentelemetry import metrics
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    if _grpc():
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    else:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    provider = MeterProvider(
+        resource=resource, metric_readers=[PeriodicExportingMetricReader(OTLPMetricExporter())]
+    )
+    metrics.set_meter_provider(provider)
+    _providers.append(provider)
+
+
+def _setup_logs(resource: Resource) -> None:
+    if not _exporter_wanted("LOGS"):
+        return
+    from opentelemetry._logs import set_logger_provider
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+    if _grpc():
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+    else:
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    provider = LoggerProvider(resource=resource)
+    provider.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter()))
+    set_logger_provider(provider)
+    _providers.append(provider)
+    handler = LoggingHandler(level=logging.INFO, logger_provider=provider)
+    handler.addFilter(_not_from_the_exporters)
+    logging.getLogger().addHandler(handler)
+
+
+def _not_from_the_exporters(record: logging.LogRecord) -> bool:
+    return not record.name.startswith("opentelemetry")
+
+
+def add_span_processor(processor: SpanProcessor) -> None:
+    """For tests: see the spans (e.g. an in-memory exporter)."""
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        provider.add_span_processor(processor)
+
+
+def shutdown_telemetry() -> None:
+    """Flush and stop the providers (each bounded by the export timeout)."""
+    for provider in _providers:
+        try:
+            provider.shutdown()
+        except Exception:
+            logger.warning("telemetry shutdown failed for %s", type(provider).__name__)
+
+
+def wrap_asgi(app: Any) -> Any:
+    """Server spans around the ASGI app; no spans for the body's send/receive events."""
+    return OpenTelemetryMiddleware(app, exclude_spans=["receive", "send"])
+
+
+def route_template(rule: str) -> str:
+    """`/items/<id:item_id>` -> `/items/<item_id>`: what spans and metrics are named by."""
+    return _ROUTE_CONVERTER.sub(r"<\1>", rule)
+
+
+def name_server_span(method: str, template: str) -> None:
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.update_name(f"{method} {template}")
+        span.set_attribute("http.route", template)
+
+
+_tracer = trace.get_tracer("service.jobs")
+
+
+@contextmanager
+def producer_span(job_type: str, job_id: str) -> Iterator[dict[str, str]]:
+    """A PRODUCER span around enqueueing; yields the W3C context to carry inside the job."""
+    with _tracer.start_as_current_span(
+        f"{job_type} publish",
+        kind=SpanKind.PRODUCER,
+        attributes={"job.id": job_id, "job.type": job_type, "messaging.system": "arq"},
+    ):
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        yield carrier
+
+
+@contextmanager
+def consumer_span(
+    job_type: str, job_id: str, job_try: int, carrier: Mapping[str, str] | None
+) -> Iterator[None]:
+    """A CONSUMER span for running a job, child of the request that enqueued it."""
+    parent = propagate.extract(dict(carrier or {}))
+    with _tracer.start_as_current_span(
+        f"{job_type} process",
+        context=parent,
+        kind=SpanKind.CONSUMER,
+        attributes={
+            "job.id": job_id,
+            "job.type": job_type,
+            "job.try": job_try,
+            "messaging.system": "arq",
+        },
+    ) as span:
+        try:
+            yield
+        except BaseException as error:
+            span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+            raise
