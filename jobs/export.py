@@ -13,12 +13,31 @@ from service.exports.run import (
     retry_delay_seconds,
     run_export,
 )
+from service.metrics import BACKGROUND_JOBS
+from service.telemetry import consumer_span
 
 logger = logging.getLogger(__name__)
+JOB_TYPE = "export_todos"
 
 
-async def export_todos(ctx: dict[str, Any], export_id: str) -> str:
+async def export_todos(
+    ctx: dict[str, Any], export_id: str, trace_context: dict[str, str] | None = None
+) -> str:
     """Write export `export_id`. arq may deliver it more than once: `run_export` is idempotent."""
+    with consumer_span(JOB_TYPE, ctx["job_id"], ctx["job_try"], trace_context):
+        BACKGROUND_JOBS.labels(JOB_TYPE, "started").inc()
+        try:
+            status = await _export(ctx, export_id)
+        except Retry:
+            raise  # not an outcome yet: arq runs it again
+        except BaseException:
+            BACKGROUND_JOBS.labels(JOB_TYPE, "failed").inc()
+            raise
+        BACKGROUND_JOBS.labels(JOB_TYPE, "succeeded").inc()
+        return status
+
+
+async def _export(ctx: dict[str, Any], export_id: str) -> str:
     settings = ctx["settings"]
     sessionmaker = ctx["sessionmaker"]
     try:

@@ -14,6 +14,7 @@ from typing import Any
 
 from arq import cron, func
 from arq.connections import RedisSettings
+from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from jobs.cleanup import purge_exports
@@ -21,7 +22,9 @@ from jobs.export import export_todos
 from service.config import ConfigError, Settings, load_settings
 from service.db import make_engine
 from service.logs import configure_logging, mask_url_passwords
+from service.metrics import instrument_engine, is_multiprocess
 from service.queue import QUEUE_NAME, deserialize_job, serialize_job
+from service.telemetry import setup_telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +33,9 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx.get("settings") or load_settings()
     configure_logging(settings.log_level, settings.service_name)
     engine = make_engine(settings)
+    setup_telemetry(settings, role="worker")
+    instrument_engine(engine)
+    _serve_metrics(settings.worker_metrics_port)
     ctx["settings"] = settings
     ctx["engine"] = engine
     ctx["sessionmaker"] = async_sessionmaker(engine, expire_on_commit=False)
@@ -40,6 +46,21 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     engine = ctx.get("engine")
     if engine is not None:
         await engine.dispose()
+    # The telemetry providers flush at process exit (the SDK registers that itself).
+
+
+def _serve_metrics(port: int) -> None:
+    """The worker's own /metrics (it is another process than the API's workers)."""
+    if not port:
+        return
+    registry = None
+    if is_multiprocess():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    try:
+        start_http_server(port, registry=registry or REGISTRY)
+    except OSError as error:  # e.g. a second worker on the same machine
+        logger.warning("worker metrics not served on port %d: %s", port, error)
 
 
 def worker_options(settings: Settings) -> dict[str, Any]:

@@ -11,6 +11,8 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
+from service.trace_context import current_ids
+
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 # scheme://user:password@host. The password may hold unencoded "@", ":" or "/": it runs to
@@ -26,8 +28,24 @@ def mask_url_passwords(text: str) -> str:
     return _URL_PASSWORD.sub(r"\g<prefix>***\g<host>", text)
 
 
+_EMAIL = re.compile(
+    r"\b([A-Za-z0-9_%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})\b"
+)
+
+
+def mask_emails(text: str) -> str:
+    """jane.doe@example.com -> j***@example.com (PII stays out of logs and spans)."""
+    return _EMAIL.sub(r"\1***@\2", text)
+
+
+def scrub(text: str) -> str:
+    return mask_emails(mask_url_passwords(text))
+
+
 class ServiceJsonFormatter(JsonFormatter):
-    """Adds `timestamp`, `service` and `request_id`; masks passwords inside URLs."""
+    """Adds `timestamp`, `service`, the request and trace ids and the code location;
+    masks passwords inside URLs and email addresses.
+    """
 
     def __init__(self, service_name: str) -> None:
         super().__init__(
@@ -46,10 +64,15 @@ class ServiceJsonFormatter(JsonFormatter):
         request_id = request_id_var.get()
         if request_id is not None:
             log_record["request_id"] = request_id
-        log_record["message"] = mask_url_passwords(str(log_record.get("message", "")))
+        ids = current_ids()
+        if ids is not None:  # outside a span: no keys at all, rather than zeros
+            log_record["trace_id"], log_record["span_id"] = ids
+        log_record["code.file.path"] = record.pathname
+        log_record["code.function.name"] = record.funcName
+        log_record["code.line.number"] = record.lineno
         for key, value in log_record.items():
-            if isinstance(value, str) and "://" in value and key != "message":
-                log_record[key] = mask_url_passwords(value)
+            if isinstance(value, str) and ("://" in value or "@" in value):
+                log_record[key] = scrub(value)
 
 
 def configure_logging(level: str, service_name: str) -> None:

@@ -96,16 +96,17 @@ def instrument_engine(engine: AsyncEngine) -> None:
     def count_statement(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         DATABASE_QUERIES.labels(*classify_statement(statement)).inc()
 
-    def publish_pool(*_args: Any) -> None:
+    def publish_pool(returning: int = 0) -> None:
         size = getattr(pool, "size", None)
         checked_out = getattr(pool, "checkedout", None)
         if callable(size) and callable(checked_out):
             DATABASE_POOL.labels("size").set(size())
-            DATABASE_POOL.labels("checked_out").set(checked_out())
+            DATABASE_POOL.labels("checked_out").set(max(checked_out() - returning, 0))
 
     event.listen(sync_engine, "before_cursor_execute", count_statement)
-    event.listen(pool, "checkout", publish_pool)
-    event.listen(pool, "checkin", publish_pool)
+    event.listen(pool, "checkout", lambda *_args: publish_pool())
+    # The checkin event fires before the connection is back in the pool.
+    event.listen(pool, "checkin", lambda *_args: publish_pool(returning=1))
     publish_pool()
 
 

@@ -20,6 +20,8 @@ from redis.exceptions import RedisError
 
 from service.config import Settings
 from service.errors import ServiceUnavailable
+from service.metrics import BACKGROUND_JOBS
+from service.telemetry import producer_span
 
 logger = logging.getLogger(__name__)
 
@@ -93,24 +95,35 @@ async def ping_redis(client: ArqRedis, within_seconds: float) -> bool:
 
 
 async def enqueue(job_name: str, *, job_id: str, **kwargs: Any) -> None:
-    """Queue `job_name` under the unique `job_id`; QueueUnavailable (503) when Redis is down."""
-    redis = get_redis()
-    if redis is None:
-        app = current_app._get_current_object()  # type: ignore[attr-defined]
-        job = _in_process_jobs()[job_name]
-        task = asyncio.create_task(job(app, **kwargs), name=f"{job_name}:{job_id}")
-        tasks: set[asyncio.Task[Any]] = app.extensions["background_tasks"]
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-        return
-    try:
-        async with asyncio.timeout(3):
-            job = await redis.enqueue_job(job_name, _job_id=job_id, **kwargs)
-    except (RedisError, OSError, TimeoutError) as error:
-        logger.warning("could not enqueue %s: %s", job_name, type(error).__name__)
-        raise QueueUnavailable() from error
-    if job is None:  # arq: that id is queued, running or finished already
-        logger.info("job %s already enqueued", job_id)
+    """Queue `job_name` under the unique `job_id`; QueueUnavailable (503) when Redis is down.
+
+    The job receives `trace_context`, the W3C context of a PRODUCER span, so that its
+    CONSUMER span continues this request's trace.
+    """
+    with producer_span(job_name, job_id) as trace_context:
+        redis = get_redis()
+        if redis is None:
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+            job = _in_process_jobs()[job_name]
+            task = asyncio.create_task(
+                job(app, trace_context=trace_context, **kwargs), name=f"{job_name}:{job_id}"
+            )
+            tasks: set[asyncio.Task[Any]] = app.extensions["background_tasks"]
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        else:
+            try:
+                async with asyncio.timeout(3):
+                    job = await redis.enqueue_job(
+                        job_name, _job_id=job_id, trace_context=trace_context, **kwargs
+                    )
+            except (RedisError, OSError, TimeoutError) as error:
+                logger.warning("could not enqueue %s: %s", job_name, type(error).__name__)
+                raise QueueUnavailable() from error
+            if job is None:  # arq: that id is queued, running or finished already
+                logger.info("job %s already enqueued", job_id)
+                return
+    BACKGROUND_JOBS.labels(job_name, "enqueued").inc()
 
 
 async def queue_state(client: ArqRedis, within_seconds: float) -> tuple[bool, int]:

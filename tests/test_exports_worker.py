@@ -36,7 +36,11 @@ from service.queue import HEALTH_CHECK_KEY
 from service.todos.models import Todo
 from tests.conftest import TestServers, make_settings
 
-WORKER_SETTINGS = {"worker_health_check_interval": 1, "export_batch_size": 7}
+WORKER_SETTINGS = {
+    "worker_health_check_interval": 1,
+    "export_batch_size": 7,
+    "worker_metrics_port": 0,
+}
 
 
 async def insert_todos(session: AsyncSession, count: int) -> None:
@@ -169,6 +173,7 @@ async def test_a_killed_worker_leaves_a_job_that_completes_exactly_once(
         "EXPORT_BATCH_SIZE": "100",
         "EXPORT_JOB_TIMEOUT": "4",  # arq re-offers a dead worker's job after timeout + 10 s
         "WORKER_HEALTH_CHECK_INTERVAL": "1",
+        "WORKER_METRICS_PORT": "0",
     }
 
     def start_worker() -> subprocess.Popen[bytes]:
@@ -358,6 +363,7 @@ async def test_sigterm_lets_the_worker_finish_the_job_in_hand(
         "REDIS_URL": TestServers.redis_url,
         "EXPORT_BATCH_SIZE": "100",
         "WORKER_JOB_COMPLETION_WAIT": "30",
+        "WORKER_METRICS_PORT": "0",
     }
     worker = subprocess.Popen(
         [sys.executable, "-m", "arq", "jobs.worker.WorkerSettings"],

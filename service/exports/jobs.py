@@ -15,18 +15,26 @@ from service.exports.run import (
     retry_delay_seconds,
     run_export,
 )
+from service.metrics import BACKGROUND_JOBS
+from service.telemetry import consumer_span
 
 logger = logging.getLogger(__name__)
+JOB_TYPE = "export_todos"
 
 
-async def export_todos_in_process(app: Quart, export_id: str) -> None:
+async def export_todos_in_process(
+    app: Quart, export_id: str, trace_context: dict[str, str] | None = None
+) -> None:
     settings: Settings = app.extensions["settings"]
     database: Database = app.extensions["database"]
     for try_number in range(1, settings.export_max_tries + 1):
         try:
-            await run_export(
-                database.sessionmaker, export_id, batch_size=settings.export_batch_size
-            )
+            with consumer_span(JOB_TYPE, export_id, try_number, trace_context):
+                BACKGROUND_JOBS.labels(JOB_TYPE, "started").inc()
+                await run_export(
+                    database.sessionmaker, export_id, batch_size=settings.export_batch_size
+                )
+            BACKGROUND_JOBS.labels(JOB_TYPE, "succeeded").inc()
             return
         except TransientExportError as error:
             logger.warning("export %s: try %d failed (%s)", export_id, try_number, error)
@@ -34,8 +42,10 @@ async def export_todos_in_process(app: Quart, export_id: str) -> None:
                 await asyncio.sleep(retry_delay_seconds(try_number))
         except Exception:
             logger.exception("export %s failed", export_id)
+            BACKGROUND_JOBS.labels(JOB_TYPE, "failed").inc()
             await mark_failed(database.sessionmaker, export_id, "the export failed")
             return
+    BACKGROUND_JOBS.labels(JOB_TYPE, "failed").inc()
     try:
         await mark_failed(database.sessionmaker, export_id, "the database stayed unreachable")
     except TransientExportError:
