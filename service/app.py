@@ -18,7 +18,7 @@ from service.config import Settings, load_settings
 from service.db import init_database
 from service.errors import BadRequest, UnsupportedMediaType, register_error_handlers
 from service.logs import configure_logging, mask_url_passwords
-from service.metrics import process_exited, publish_process_metrics_forever
+from service.metrics import UNMATCHED_ROUTE, process_exited, publish_process_metrics_forever
 from service.middleware import ROUTE_TEMPLATE_KEY, RequestContextMiddleware
 from service.queue import init_queue
 from service.telemetry import name_server_span, route_template, setup_telemetry, wrap_asgi
@@ -152,10 +152,12 @@ def _register_blueprints(app: Quart) -> None:
 
 async def _name_the_route() -> None:
     """The matched route's template names the server span and labels the metrics."""
-    if request.url_rule is not None:
-        template = route_template(request.url_rule.rule)
-        request.scope[ROUTE_TEMPLATE_KEY] = template
-        name_server_span(request.method, template)
+    if request.url_rule is None:  # no route matched: never name anything by the raw path
+        name_server_span(request.method, UNMATCHED_ROUTE, route_known=False)
+        return
+    template = route_template(request.url_rule.rule)
+    request.scope[ROUTE_TEMPLATE_KEY] = template
+    name_server_span(request.method, template)
 
 
 async def _require_json_body() -> None:

@@ -192,11 +192,12 @@ def route_template(rule: str) -> str:
     return _ROUTE_CONVERTER.sub(r"<\1>", rule)
 
 
-def name_server_span(method: str, template: str) -> None:
+def name_server_span(method: str, template: str, *, route_known: bool = True) -> None:
     span = trace.get_current_span()
     if span.is_recording():
         span.update_name(f"{method} {template}")
-        span.set_attribute("http.route", template)
+        if route_known:
+            span.set_attribute("http.route", template)
 
 
 _tracer = trace.get_tracer("service.jobs")

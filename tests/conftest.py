@@ -20,6 +20,8 @@ from typing import Any
 import asyncpg
 import pytest
 import redis
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from quart import Quart
 from quart.testing import QuartClient
 from sqlalchemy import text
@@ -31,6 +33,7 @@ from service.app import create_app
 from service.config import Settings, to_async_database_url
 from service.logs import ServiceJsonFormatter
 from service.models import metadata
+from service.telemetry import add_span_processor
 
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -152,6 +155,20 @@ async def app(settings: Settings) -> AsyncIterator[Quart]:
     application = create_app(settings)
     async with application.test_app():
         yield application
+
+
+@pytest.fixture(scope="session")
+def span_store(app: Quart) -> InMemorySpanExporter:
+    """Every span the test process finishes (the app has installed the tracer provider)."""
+    exporter = InMemorySpanExporter()
+    add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter
+
+
+@pytest.fixture
+def spans(span_store: InMemorySpanExporter) -> InMemorySpanExporter:
+    span_store.clear()
+    return span_store
 
 
 @pytest.fixture
