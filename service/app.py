@@ -21,7 +21,13 @@ from service.logs import configure_logging, mask_url_passwords
 from service.metrics import UNMATCHED_ROUTE, process_exited, publish_process_metrics_forever
 from service.middleware import ROUTE_TEMPLATE_KEY, RequestContextMiddleware
 from service.queue import init_queue
-from service.telemetry import name_server_span, route_template, setup_telemetry, wrap_asgi
+from service.telemetry import (
+    name_server_span,
+    route_template,
+    setup_telemetry,
+    shutdown_telemetry,
+    wrap_asgi,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +63,9 @@ class ServiceRequest(Request):
         raise BadRequest("malformed JSON body")
 
 
-def create_app(settings: Settings | None = None) -> Quart:
+def create_app(settings: Settings | None = None, *, owns_telemetry: bool = False) -> Quart:
+    """The application. `owns_telemetry`: this app is the process's only one (the served
+    app), so it flushes and stops the telemetry providers when it stops serving."""
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.service_name)
     setup_telemetry(settings, role="api")
@@ -105,6 +113,8 @@ def create_app(settings: Settings | None = None) -> Quart:
         if task is not None:
             task.cancel()
         process_exited()
+        if owns_telemetry:
+            shutdown_telemetry()  # bounded by its deadline; the server is stopping anyway
 
     @app.before_serving
     async def _announce() -> None:

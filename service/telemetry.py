@@ -11,6 +11,7 @@ TRACING_ENABLED=false turns tracing off.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import re
@@ -33,9 +34,11 @@ from service.config import Settings
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_EXPORT_TIMEOUT_SECONDS = "3"  # a dead collector must not hold up shutdown
+DEFAULT_EXPORT_TIMEOUT_SECONDS = "2"  # a dead collector must not hold up shutdown
+SHUTDOWN_DEADLINE_SECONDS = 2.0
 _lock = threading.Lock()
 _providers: list[Any] = []
+_log_handlers: list[logging.Handler] = []
 _configured = False
 _ROUTE_CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
@@ -96,6 +99,7 @@ def setup_telemetry(settings: Settings, role: str) -> None:
         if _configured:
             return
         _configured = True
+        atexit.register(shutdown_telemetry)
         os.environ.setdefault("OTEL_EXPORTER_OTLP_TIMEOUT", DEFAULT_EXPORT_TIMEOUT_SECONDS)
         logging.getLogger("opentelemetry").addFilter(OncePerInterval(60))
         resource = _resource(settings, role)
@@ -110,7 +114,8 @@ def _setup_tracing(resource: Resource) -> None:
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
 
-    provider = TracerProvider(resource=resource)  # sampler from OTEL_TRACES_SAMPLER
+    # sampler from OTEL_TRACES_SAMPLER; shut down by `shutdown_telemetry`, not the SDK's atexit
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     if _exporter_wanted("TRACES"):
         if _grpc():
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -136,7 +141,9 @@ def _setup_metrics(resource: Resource) -> None:
     else:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
     provider = MeterProvider(
-        resource=resource, metric_readers=[PeriodicExportingMetricReader(OTLPMetricExporter())]
+        resource=resource,
+        metric_readers=[PeriodicExportingMetricReader(OTLPMetricExporter())],
+        shutdown_on_exit=False,
     )
     metrics.set_meter_provider(provider)
     _providers.append(provider)
@@ -153,13 +160,14 @@ def _setup_logs(resource: Resource) -> None:
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
     else:
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-    provider = LoggerProvider(resource=resource)
+    provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
     provider.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter()))
     set_logger_provider(provider)
     _providers.append(provider)
     handler = LoggingHandler(level=logging.INFO, logger_provider=provider)
     handler.addFilter(_not_from_the_exporters)
     logging.getLogger().addHandler(handler)
+    _log_handlers.append(handler)
 
 
 def _not_from_the_exporters(record: logging.LogRecord) -> bool:
@@ -173,13 +181,31 @@ def add_span_processor(processor: SpanProcessor) -> None:
         provider.add_span_processor(processor)
 
 
-def shutdown_telemetry() -> None:
-    """Flush and stop the providers (each bounded by the export timeout)."""
-    for provider in _providers:
+def shutdown_telemetry(deadline_seconds: float = SHUTDOWN_DEADLINE_SECONDS) -> None:
+    """Flush and stop the providers side by side, within one deadline.
+
+    One after the other, providers facing a black-holed collector would each wait out
+    an export in flight and then their own flush; in daemon threads joined against one
+    deadline, shutdown takes at most `deadline_seconds`.
+    """
+
+    def stop(provider: Any) -> None:
         try:
             provider.shutdown()
         except Exception:
             logger.warning("telemetry shutdown failed for %s", type(provider).__name__)
+
+    # logging.shutdown() at exit would flush this handler again, waiting on the collector.
+    for handler in _log_handlers:
+        logging.getLogger().removeHandler(handler)
+    _log_handlers.clear()
+    threads = [threading.Thread(target=stop, args=(p,), daemon=True) for p in _providers]
+    _providers.clear()
+    for thread in threads:
+        thread.start()
+    ends_at = time.monotonic() + deadline_seconds
+    for thread in threads:
+        thread.join(max(ends_at - time.monotonic(), 0))
 
 
 def wrap_asgi(app: Any) -> Any:

@@ -222,20 +222,28 @@ async def test_a_dead_collector_neither_fails_requests_nor_holds_up_shutdown(
         endpoint_port = hole.getsockname()[1]
         hole.close()
     port = free_port()
-    env = telemetry_env(f"http://127.0.0.1:{endpoint_port}", PORT=str(port), REDIS_URL="")
+    # Exports every second (the defaults are 5 s and 60 s), so some fall inside the load.
+    env = telemetry_env(
+        f"http://127.0.0.1:{endpoint_port}",
+        PORT=str(port),
+        REDIS_URL="",
+        OTEL_BSP_SCHEDULE_DELAY="1000",
+        OTEL_BLRP_SCHEDULE_DELAY="1000",
+        OTEL_METRIC_EXPORT_INTERVAL="60000",
+    )
     api = start([sys.executable, "-m", "service", "serve"], env)
     try:
         base_url = f"http://127.0.0.1:{port}"
         await wait_until_up(base_url)
         async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
             statuses = []
-            for _ in range(5):
+            for _ in range(10):
                 statuses += [
                     r.status_code
                     for r in await asyncio.gather(*(http.get("/healthz") for _ in range(20)))
                 ]
                 await asyncio.sleep(0.3)  # let the batch processor try to export meanwhile
-        assert statuses == [200] * 100
+        assert statuses == [200] * 200
         assert stop(api) < 5
         assert api.returncode == 0
     finally:
