@@ -31,6 +31,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from service import __version__
 from service.config import Settings
+from service.logs import mask_emails
 
 logger = logging.getLogger(__name__)
 
@@ -81,10 +82,11 @@ class OncePerInterval(logging.Filter):
     def __init__(self, seconds: float) -> None:
         super().__init__()
         self.seconds = seconds
-        self.last_seen: dict[tuple[str, object], float] = {}
+        self.last_seen: dict[tuple[str, int], float] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.name, record.msg)
+        # By logger and level: the exporters format their messages, so texts differ.
+        key = (record.name, record.levelno)
         now = time.monotonic()
         if now - self.last_seen.get(key, -self.seconds) < self.seconds:
             return False
@@ -116,6 +118,7 @@ def _setup_tracing(resource: Resource) -> None:
 
     # sampler from OTEL_TRACES_SAMPLER; shut down by `shutdown_telemetry`, not the SDK's atexit
     provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    provider.add_span_processor(MaskEmailsProcessor())  # first: before any exporter sees it
     if _exporter_wanted("TRACES"):
         if _grpc():
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -172,6 +175,23 @@ def _setup_logs(resource: Resource) -> None:
 
 def _not_from_the_exporters(record: logging.LogRecord) -> bool:
     return not record.name.startswith("opentelemetry")
+
+
+class MaskEmailsProcessor(SpanProcessor):
+    """Masks email addresses in span attributes (URLs, targets, query strings) before export.
+
+    Instrumentations set attributes after a span starts, so this runs at `on_end`, ahead
+    of the exporting processors. Ended spans' attributes are read-only through the API;
+    the SDK keeps them in `_attributes._dict`, which is rewritten in place here.
+    """
+
+    def on_end(self, span: Any) -> None:
+        attributes = getattr(getattr(span, "_attributes", None), "_dict", None)
+        if not attributes:
+            return
+        for key, value in list(attributes.items()):
+            if isinstance(value, str) and "@" in value:
+                attributes[key] = mask_emails(value)
 
 
 def add_span_processor(processor: SpanProcessor) -> None:

@@ -208,3 +208,18 @@ async def test_emails_are_masked_in_logs_and_never_reach_spans(
         for value in span.attributes.values():
             assert "jane.doe@example.com" not in str(value)
             assert "a-long-password" not in str(value)
+
+
+async def test_emails_in_urls_are_masked_in_span_attributes(
+    client: QuartClient, spans: InMemorySpanExporter
+) -> None:
+    await client.get("/api/profiles/jane.doe@example.com", query_string={"who": "bob@example.org"})
+
+    server = server_span(
+        await finished_spans(spans, lambda found: any(s.kind == SpanKind.SERVER for s in found))
+    )
+    values = [str(value) for value in server.attributes.values()]
+    assert any("j***@example.com" in value for value in values), values
+    assert not any(
+        "jane.doe@example.com" in value or "bob@example.org" in value for value in values
+    )
