@@ -250,3 +250,31 @@ async def test_a_dead_collector_neither_fails_requests_nor_holds_up_shutdown(
         if api.poll() is None:
             api.kill()
         hole.close()
+
+
+@pytest.mark.parametrize("switch", [{"TRACING_ENABLED": "false"}, {"OTEL_SDK_DISABLED": "true"}])
+async def test_tracing_can_be_turned_off(switch: dict[str, str], tmp_path: Any) -> None:
+    port = free_port()
+    env = telemetry_env("", PORT=str(port), REDIS_URL="", **switch)
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT")
+    log_path = tmp_path / "api.log"
+    with open(log_path, "wb") as log:
+        api = subprocess.Popen(
+            [sys.executable, "-m", "service", "serve"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            await wait_until_up(f"http://127.0.0.1:{port}")
+            async with httpx.AsyncClient(timeout=10) as http:
+                response = await http.get(
+                    f"http://127.0.0.1:{port}/products", headers={"X-Request-ID": "no-trace"}
+                )
+        finally:
+            stop(api)
+    assert response.status_code == 200
+    assert "traceparent" not in response.headers
+    access = [line for line in log_path.read_text().splitlines() if '"no-trace"' in line]
+    assert access and all('"trace_id"' not in line for line in access)
