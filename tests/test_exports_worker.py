@@ -83,6 +83,38 @@ def parse_csv(data: bytes) -> list[tuple[int, str, bool]]:
     return [(int(row["id"]), row["task"], row["done"] == "true") for row in reader]
 
 
+def start_arq_worker(**env_overrides: str) -> subprocess.Popen[bytes]:
+    """`arq jobs.worker.WorkerSettings` as its own process, on the test database and Redis."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": TestServers.database_url,
+        "REDIS_URL": TestServers.redis_url,
+        "EXPORT_BATCH_SIZE": "100",
+        "WORKER_HEALTH_CHECK_INTERVAL": "1",
+        "WORKER_METRICS_PORT": "0",
+        **env_overrides,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "arq", "jobs.worker.WorkerSettings"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def wait_for_chunks(session: AsyncSession, export_id: str, at_least: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        written = await session.scalar(
+            select(func.count()).select_from(ExportChunk).where(ExportChunk.export_id == export_id)
+        )
+        if written and written >= at_least:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"export {export_id} wrote fewer than {at_least} chunks")
+
+
 @pytest.fixture
 async def run_worker() -> AsyncIterator[Callable[..., Awaitable[Worker]]]:
     """Start arq `Worker`s on this event loop; they are closed after the test."""
@@ -166,38 +198,15 @@ async def test_a_killed_worker_leaves_a_job_that_completes_exactly_once(
     client: QuartClient, session: AsyncSession
 ) -> None:
     await insert_todos(session, 20_000)
-    env = {
-        **os.environ,
-        "DATABASE_URL": TestServers.database_url,
-        "REDIS_URL": TestServers.redis_url,
-        "EXPORT_BATCH_SIZE": "100",
-        "EXPORT_JOB_TIMEOUT": "4",  # arq re-offers a dead worker's job after timeout + 10 s
-        "WORKER_HEALTH_CHECK_INTERVAL": "1",
-        "WORKER_METRICS_PORT": "0",
-    }
 
     def start_worker() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "arq", "jobs.worker.WorkerSettings"],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        # arq offers a dead worker's job to another after its timeout + 10 s
+        return start_arq_worker(EXPORT_JOB_TIMEOUT="4")
 
     first = start_worker()
     try:
         export_id = await start_export(client)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # kill it once some chunks are written
-            written = await session.scalar(
-                select(func.count())
-                .select_from(ExportChunk)
-                .where(ExportChunk.export_id == export_id)
-            )
-            if written and written >= 5:
-                break
-            await asyncio.sleep(0.02)
+        await wait_for_chunks(session, export_id, at_least=5)  # kill it mid-export
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
         status = await (await client.get(f"/exports/{export_id}")).get_json()
@@ -357,33 +366,10 @@ async def test_sigterm_lets_the_worker_finish_the_job_in_hand(
     client: QuartClient, session: AsyncSession
 ) -> None:
     await insert_todos(session, 20_000)
-    env = {
-        **os.environ,
-        "DATABASE_URL": TestServers.database_url,
-        "REDIS_URL": TestServers.redis_url,
-        "EXPORT_BATCH_SIZE": "100",
-        "WORKER_JOB_COMPLETION_WAIT": "30",
-        "WORKER_METRICS_PORT": "0",
-    }
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "arq", "jobs.worker.WorkerSettings"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    worker = start_arq_worker(WORKER_JOB_COMPLETION_WAIT="30")
     try:
         export_id = await start_export(client)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            written = await session.scalar(
-                select(func.count())
-                .select_from(ExportChunk)
-                .where(ExportChunk.export_id == export_id)
-            )
-            if written and written >= 3:
-                break
-            await asyncio.sleep(0.02)
+        await wait_for_chunks(session, export_id, at_least=3)
         worker.send_signal(signal.SIGTERM)
         exit_code = await asyncio.to_thread(worker.wait, 40)
     finally:
