@@ -13,7 +13,7 @@ from service.exports.run import (
     retry_delay_seconds,
     run_export,
 )
-from service.metrics import BACKGROUND_JOBS
+from service.metrics import count_job
 from service.telemetry import consumer_span
 
 logger = logging.getLogger(__name__)
@@ -25,15 +25,15 @@ async def export_todos(
 ) -> str:
     """Write export `export_id`. arq may deliver it more than once: `run_export` is idempotent."""
     with consumer_span(JOB_TYPE, ctx["job_id"], ctx["job_try"], trace_context):
-        BACKGROUND_JOBS.labels(JOB_TYPE, "started").inc()
+        count_job(JOB_TYPE, "started")
         try:
             status = await _export(ctx, export_id)
         except Retry:
             raise  # not an outcome yet: arq runs it again
         except BaseException:
-            BACKGROUND_JOBS.labels(JOB_TYPE, "failed").inc()
+            count_job(JOB_TYPE, "failed")
             raise
-        BACKGROUND_JOBS.labels(JOB_TYPE, "succeeded").inc()
+        count_job(JOB_TYPE, "succeeded")
         return status
 
 

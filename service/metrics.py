@@ -14,6 +14,7 @@ import os
 import re
 from typing import Any
 
+from opentelemetry import metrics as otel_metrics
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -62,6 +63,16 @@ PROCESS_GAUGES = {
     )
 }
 
+# The same measurements as OpenTelemetry instruments: exported over OTLP when a meter
+# provider is configured (service/telemetry.py), no-ops otherwise.
+_meter = otel_metrics.get_meter("service")
+_OTEL_REQUESTS = _meter.create_counter("http_requests", unit="1", description="HTTP requests")
+_OTEL_DURATION = _meter.create_histogram(
+    "http_request_duration", unit="s", description="Time to answer an HTTP request"
+)
+_OTEL_JOBS = _meter.create_counter("background_jobs", unit="1", description="Jobs by outcome")
+_OTEL_QUERIES = _meter.create_counter("database_queries", unit="1", description="SQL statements")
+
 _TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE|JOIN)\s+\"?([A-Za-z_][A-Za-z0-9_]*)", re.IGNORECASE)
 
 
@@ -94,7 +105,9 @@ def instrument_engine(engine: AsyncEngine) -> None:
     pool = sync_engine.pool
 
     def count_statement(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        DATABASE_QUERIES.labels(*classify_statement(statement)).inc()
+        operation, table = classify_statement(statement)
+        DATABASE_QUERIES.labels(operation, table).inc()
+        _OTEL_QUERIES.add(1, {"operation": operation, "table": table})
 
     def publish_pool(returning: int = 0) -> None:
         size = getattr(pool, "size", None)
@@ -140,3 +153,12 @@ def observe_request(
     status_label = str(status)
     HTTP_REQUESTS.labels(method, endpoint, status_label).inc()
     HTTP_DURATION.labels(method, endpoint, status_label, environment).observe(seconds)
+    attributes = {"method": method, "endpoint": endpoint, "status": status_label}
+    _OTEL_REQUESTS.add(1, attributes)
+    _OTEL_DURATION.record(seconds, {**attributes, "environment": environment})
+
+
+def count_job(job_type: str, status: str) -> None:
+    """background_jobs_total; status is enqueued, started, succeeded or failed."""
+    BACKGROUND_JOBS.labels(job_type, status).inc()
+    _OTEL_JOBS.add(1, {"job_type": job_type, "status": status})

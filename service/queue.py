@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 
 from service.config import Settings
 from service.errors import ServiceUnavailable
-from service.metrics import BACKGROUND_JOBS
+from service.metrics import count_job
 from service.telemetry import producer_span
 
 logger = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ async def enqueue(job_name: str, *, job_id: str, **kwargs: Any) -> None:
             if job is None:  # arq: that id is queued, running or finished already
                 logger.info("job %s already enqueued", job_id)
                 return
-    BACKGROUND_JOBS.labels(job_name, "enqueued").inc()
+    count_job(job_name, "enqueued")
 
 
 async def queue_state(client: ArqRedis, within_seconds: float) -> tuple[bool, int]:

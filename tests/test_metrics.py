@@ -310,7 +310,8 @@ async def get_metrics(
 
 def live_pids(samples: list[Sample]) -> set[str]:
     """The processes publishing their memory (multiprocess mode labels them by pid)."""
-    return {sample.labels["pid"] for sample in matching(samples, "process_resident_memory_bytes")}
+    memory = matching(samples, "process_resident_memory_bytes")
+    return {sample.labels.get("pid", "no pid label") for sample in memory}
 
 
 def requests_by_process(metrics_dir: Path, scratch: Path) -> dict[str, float]:

@@ -15,7 +15,7 @@ from service.exports.run import (
     retry_delay_seconds,
     run_export,
 )
-from service.metrics import BACKGROUND_JOBS
+from service.metrics import count_job
 from service.telemetry import consumer_span
 
 logger = logging.getLogger(__name__)
@@ -30,11 +30,11 @@ async def export_todos_in_process(
     for try_number in range(1, settings.export_max_tries + 1):
         try:
             with consumer_span(JOB_TYPE, export_id, try_number, trace_context):
-                BACKGROUND_JOBS.labels(JOB_TYPE, "started").inc()
+                count_job(JOB_TYPE, "started")
                 await run_export(
                     database.sessionmaker, export_id, batch_size=settings.export_batch_size
                 )
-            BACKGROUND_JOBS.labels(JOB_TYPE, "succeeded").inc()
+            count_job(JOB_TYPE, "succeeded")
             return
         except TransientExportError as error:
             logger.warning("export %s: try %d failed (%s)", export_id, try_number, error)
@@ -42,10 +42,10 @@ async def export_todos_in_process(
                 await asyncio.sleep(retry_delay_seconds(try_number))
         except Exception:
             logger.exception("export %s failed", export_id)
-            BACKGROUND_JOBS.labels(JOB_TYPE, "failed").inc()
+            count_job(JOB_TYPE, "failed")
             await mark_failed(database.sessionmaker, export_id, "the export failed")
             return
-    BACKGROUND_JOBS.labels(JOB_TYPE, "failed").inc()
+    count_job(JOB_TYPE, "failed")
     try:
         await mark_failed(database.sessionmaker, export_id, "the database stayed unreachable")
     except TransientExportError:
