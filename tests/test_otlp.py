@@ -13,15 +13,18 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
@@ -281,3 +284,47 @@ async def test_tracing_can_be_turned_off(switch: dict[str, str], tmp_path: Any) 
     assert "traceparent" not in response.headers
     access = [line for line in log_path.read_text().splitlines() if '"no-trace"' in line]
     assert access and all('"trace_id"' not in line for line in access)
+
+
+async def test_grpc_export_when_asked_for() -> None:
+    received: list[ExportTraceServiceRequest] = []
+
+    class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
+        def Export(self, request: Any, context: Any) -> Any:
+            received.append(request)
+            return trace_service_pb2.ExportTraceServiceResponse()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(), server)
+    grpc_port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    port = free_port()
+    env = telemetry_env(
+        f"http://127.0.0.1:{grpc_port}",
+        PORT=str(port),
+        REDIS_URL="",
+        OTEL_EXPORTER_OTLP_PROTOCOL="grpc",
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_LOGS_EXPORTER="none",
+    )
+    api = start([sys.executable, "-m", "service", "serve"], env)
+    try:
+        await wait_until_up(f"http://127.0.0.1:{port}")
+        async with httpx.AsyncClient(timeout=10) as http:
+            await http.get(f"http://127.0.0.1:{port}/products")
+        deadline = time.monotonic() + 15
+        while True:
+            names = {
+                span.name
+                for request in received
+                for resource_spans in request.resource_spans
+                for scope_spans in resource_spans.scope_spans
+                for span in scope_spans.spans
+            }
+            if "GET /products" in names:
+                break
+            assert time.monotonic() < deadline, names
+            await asyncio.sleep(0.2)
+    finally:
+        stop(api)
+        server.stop(grace=None)
