@@ -104,11 +104,11 @@ def create_app(settings: Settings | None = None, *, owns_telemetry: bool = False
         app = cors(app)
 
     @app.before_serving
-    async def _start_process_metrics() -> None:
+    async def _start_observability() -> None:
         app.extensions["process_metrics"] = asyncio.create_task(publish_process_metrics_forever())
 
     @app.after_serving
-    async def _stop_process_metrics() -> None:
+    async def _stop_observability() -> None:
         task = app.extensions.pop("process_metrics", None)
         if task is not None:
             task.cancel()
