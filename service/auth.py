@@ -142,7 +142,6 @@ def require_auth(view: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         await required_claims()
         return await view(*args, **kwargs)
 
-    wrapper.requires_auth = True  # type: ignore[attr-defined]
     return wrapper
 
 
