@@ -55,19 +55,17 @@ async def _view(slug: str, user_id: int | None) -> ArticleView:
     return view
 
 
-async def _own_article(slug: str, user_id: int) -> Article:
-    article = await queries.get_article(get_session(), slug)
-    if article is None:
-        raise NotFound(f"article {slug!r} not found")
-    if article.author_id != user_id:
-        raise Forbidden("only the author may change this article")
-    return article
-
-
 async def find_article(slug: str) -> Article:
     article = await queries.get_article(get_session(), slug)
     if article is None:
         raise NotFound(f"article {slug!r} not found")
+    return article
+
+
+async def _own_article(slug: str, user_id: int) -> Article:
+    article = await find_article(slug)
+    if article.author_id != user_id:
+        raise Forbidden("only the author may change this article")
     return article
 
 
