@@ -35,6 +35,9 @@ from service.logs import ServiceJsonFormatter
 from service.models import metadata
 from service.telemetry import add_span_processor
 
+# `sqlite_env` and `start_server`: a real server process for the tests that need one.
+pytest_plugins = ["tests.processes"]
+
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/0"
 START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"

@@ -29,7 +29,7 @@ from service.app import create_app
 from service.metrics import MULTIPROC_ENV, is_multiprocess, render_metrics
 from tests.conftest import TestServers, make_settings
 from tests.factories import make_product
-from tests.test_serve import free_port, service_env
+from tests.processes import free_port, service_env
 
 PRODUCT_TEMPLATE = "/products/<product_id>"
 # Ids no other label value could contain by chance (unlike 1, 2, 10 ...).
