@@ -33,6 +33,12 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 UNMATCHED_ROUTE = "<unmatched>"  # every unknown path counts under this one label
 
+# The image sets PROMETHEUS_MULTIPROC_DIR=/tmp/metrics and /tmp is an empty tmpfs in the
+# containers: the first metric written would fail on the missing directory (the worker
+# has no `serve` to prepare it), so make it before any metric below exists.
+if os.environ.get(MULTIPROC_ENV):
+    os.makedirs(os.environ[MULTIPROC_ENV], exist_ok=True)
+
 HTTP_REQUESTS = Counter(
     "http_requests_total", "HTTP requests answered", ["method", "endpoint", "status"]
 )

@@ -7,6 +7,7 @@ The worker's and the API's healthcheck commands are run for real against local s
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import yaml
 from service.__main__ import PROJECT_ROOT
 from service.config import Settings
 from tests.conftest import TestServers
-from tests.processes import service_env, wait_until_up
+from tests.processes import free_port, service_env, wait_until_up
 from tests.test_exports_worker import start_arq_worker
 
 COMPOSE_FILE = PROJECT_ROOT / "compose.yml"
@@ -259,6 +260,33 @@ async def test_the_worker_healthcheck_command_tells_a_live_worker_from_none() ->
         while check() != 0:
             assert time.monotonic() < deadline, "the worker never looked healthy"
             assert worker.poll() is None, "the worker exited"
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+
+
+async def test_the_worker_starts_with_the_images_metrics_directory_missing(
+    tmp_path: Path,
+) -> None:
+    """The image's PROMETHEUS_MULTIPROC_DIR lies on an empty tmpfs when the worker starts."""
+    directory, port = tmp_path / "tmpfs" / "metrics", free_port()
+    worker = start_arq_worker(
+        PROMETHEUS_MULTIPROC_DIR=str(directory), WORKER_METRICS_PORT=str(port)
+    )
+    try:
+        deadline = time.monotonic() + 20
+        async with httpx.AsyncClient() as http:
+            while True:
+                assert worker.poll() is None, "the worker exited"
+                assert time.monotonic() < deadline, "no /metrics from the worker"
+                try:
+                    scrape = await http.get(f"http://127.0.0.1:{port}/metrics")
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+        assert scrape.status_code == 200
+        assert "database_connection_pool" in scrape.text
+        assert list(directory.glob("*.db"))
     finally:
         worker.terminate()
         worker.wait(timeout=30)
