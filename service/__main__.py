@@ -58,6 +58,9 @@ def seed(settings: Settings) -> None:
 def _port_is_free(host: str, port: int) -> bool:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As hypercorn binds: connections of a previous run in TIME_WAIT do not hold the
+        # port, a listening server does (Linux refuses that even with SO_REUSEADDR).
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as error:

@@ -6,7 +6,8 @@ import asyncio
 import logging
 from typing import Any
 
-from quart import Quart, Request, request
+import orjson
+from quart import Quart, Request, Response, request
 from quart.json.provider import DefaultJSONProvider
 from quart_cors import cors
 from quart_schema import DataSource, Info, QuartSchema
@@ -40,8 +41,23 @@ class IdConverter(IntegerConverter):
 
 
 class ServiceJSONProvider(DefaultJSONProvider):
+    """Responses encoded by orjson (several times faster than the json module); request
+    bodies still parsed by the json module, whose errors the handlers already report."""
+
     sort_keys = False
     ensure_ascii = False
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return self._encode(obj).decode()
+
+    def response(self, *args: Any, **kwargs: Any) -> Response:
+        data = self._prepare_response_obj(args, kwargs)
+        return self._app.response_class(self._encode(data) + b"\n", mimetype=self.mimetype)
+
+    def _encode(self, obj: Any) -> bytes:
+        # Models are already plain data here (pydantic's mode="json"); `default` covers the
+        # rest the way Flask's provider does (dates, decimals, UUIDs, dataclasses).
+        return orjson.dumps(obj, default=self.default, option=orjson.OPT_NON_STR_KEYS)
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         try:

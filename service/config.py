@@ -72,7 +72,8 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, le=1000)
     db_max_overflow: int = Field(default=20, ge=0, le=1000)
     db_pool_recycle: int = Field(default=3600, ge=-1)
-    db_pool_pre_ping: bool = True
+    # Off: a round trip per checkout; closed connections are caught for free (db.py).
+    db_pool_pre_ping: bool = False
     db_pool_timeout: float = Field(default=5.0, gt=0, le=300)
     db_connect_timeout: float = Field(default=2.0, gt=0, le=60)
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from quart import Quart, current_app, g
 from sqlalchemy import MetaData, event, text
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -43,7 +46,7 @@ def make_engine(settings: Settings) -> AsyncEngine:
         engine = create_async_engine(settings.database_url, connect_args={"timeout": 15})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
@@ -53,6 +56,19 @@ def make_engine(settings: Settings) -> AsyncEngine:
         # asyncpg waits 60 s for a connection by default: an outage must be a quick 503.
         connect_args={"timeout": settings.db_connect_timeout},
     )
+    event.listen(engine.sync_engine, "checkout", _discard_closed_connection)
+    return engine
+
+
+def _discard_closed_connection(_dbapi_connection: Any, _record: Any, proxy: Any) -> None:
+    """Replace a pooled connection the server has closed (restart, failover, idle timeout).
+
+    asyncpg already knows such a connection is closed, so this costs no round trip, unlike
+    pool_pre_ping (a `;`, inside BEGIN ... ROLLBACK outside autocommit) on every checkout.
+    The pool retries the checkout with a fresh connection on DisconnectionError.
+    """
+    if proxy.driver_connection.is_closed():
+        raise DisconnectionError("the server closed this connection")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -66,6 +82,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 class Database:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    # The same pool, in autocommit mode: see reading().
+    read_engine: AsyncEngine
 
 
 def init_database(app: Quart, settings: Settings) -> None:
@@ -76,7 +94,9 @@ def init_database(app: Quart, settings: Settings) -> None:
         engine = make_engine(settings)
         instrument_engine(engine)
         app.extensions["database"] = Database(
-            engine, async_sessionmaker(engine, expire_on_commit=False)
+            engine,
+            async_sessionmaker(engine, expire_on_commit=False),
+            engine.execution_options(isolation_level="AUTOCOMMIT"),
         )
 
     @app.after_serving
@@ -103,6 +123,24 @@ def get_session() -> AsyncSession:
         session = get_database().sessionmaker()
         g.db_session = session
     return session
+
+
+def reading() -> AsyncConnection:
+    """A connection for a request that only reads: `async with reading() as connection:`.
+
+    Autocommit, so its statements run without the BEGIN ... ROLLBACK pair a session wraps
+    around them: two round trips fewer per request, and no consistency lost, since under
+    READ COMMITTED every statement takes its own snapshot inside a transaction too.
+    Returned to the pool as soon as the block ends, before the response is sent.
+    """
+    return get_database().read_engine.connect()
+
+
+def writing() -> AbstractAsyncContextManager[AsyncConnection]:
+    """A connection in a transaction, committed when the block ends without an error and
+    rolled back otherwise: `async with writing() as connection:`. For the routes that write
+    with Core statements, where a session's unit of work would only add cost."""
+    return get_database().engine.begin()
 
 
 async def ping_database(engine: AsyncEngine, within_seconds: float) -> bool:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
+import queue
 import re
 import sys
+import threading
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from pythonjsonlogger.json import JsonFormatter
+from pythonjsonlogger.orjson import OrjsonFormatter
 
 from service.trace_context import current_ids
 
@@ -42,7 +45,7 @@ def scrub(text: str) -> str:
     return mask_emails(mask_url_passwords(text))
 
 
-class ServiceJsonFormatter(JsonFormatter):
+class ServiceJsonFormatter(OrjsonFormatter):
     """Adds `timestamp`, `service`, the request and trace ids and the code location;
     masks passwords inside URLs and email addresses.
     """
@@ -51,7 +54,6 @@ class ServiceJsonFormatter(JsonFormatter):
         super().__init__(
             "%(levelname)s %(name)s %(message)s",
             rename_fields={"levelname": "level", "name": "logger"},
-            json_ensure_ascii=False,
         )
         self.service_name = service_name
 
@@ -75,14 +77,62 @@ class ServiceJsonFormatter(JsonFormatter):
                 log_record[key] = scrub(value)
 
 
+class WriterThreadHandler(logging.Handler):
+    """Formats a record where it is logged (the request and trace ids live in that task's
+    context) and leaves the writing to one thread, which flushes whenever it has caught up:
+    under load many lines share one write, and a slow stdout never blocks the event loop.
+
+    The standard library's QueueHandler formats on the listener's thread, where the
+    context is gone, and its StreamHandler flushes after every line: hence this handler.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__()
+        self.stream = stream
+        self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_lines, name="log-writer", daemon=True)
+        self._writer.start()
+        atexit.register(self.close)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._lines.put(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+    def _write_lines(self) -> None:
+        while True:
+            batch = [self._lines.get()]
+            while not self._lines.empty():
+                batch.append(self._lines.get_nowait())
+            lines = [line for line in batch if line is not None]
+            if lines:
+                try:
+                    self.stream.write("\n".join(lines) + "\n")
+                    self.stream.flush()
+                except (OSError, ValueError):  # stdout closed under us: nothing left to do
+                    pass
+            if None in batch:
+                return
+
+    def close(self) -> None:
+        """Write out what is queued (at most 2 s) and stop the thread."""
+        if self._writer.is_alive():
+            self._lines.put(None)
+            self._writer.join(timeout=2)
+        atexit.unregister(self.close)
+        super().close()
+
+
 def configure_logging(level: str, service_name: str) -> None:
     """Route every logger (ours, hypercorn's, alembic's) through one JSON handler on stdout."""
-    handler = logging.StreamHandler(sys.stdout)
+    handler = WriterThreadHandler(sys.stdout)
     handler.setFormatter(ServiceJsonFormatter(service_name))
     root = logging.getLogger()
     for old in list(root.handlers):
         if getattr(old, "_service_handler", False):
             root.removeHandler(old)
+            old.close()
     handler._service_handler = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
