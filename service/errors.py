@@ -169,6 +169,19 @@ async def _database_unavailable(error: Exception) -> Response:
     return error_response(503, "database unavailable, try again later")
 
 
+# SQLSTATE classes meaning "the server cannot take this now": connection exceptions (08),
+# insufficient resources such as too many connections (53), operator intervention such as
+# a shutdown or recovery in progress (57P). asyncpg raises these as plain driver errors.
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
+
+
+async def _database_error(error: sa_exc.DBAPIError) -> Response:
+    sqlstate = getattr(error.orig, "sqlstate", None) or ""
+    if error.connection_invalidated or sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
+        return await _database_unavailable(error)
+    return await _unexpected(error)
+
+
 async def _integrity_error(error: sa_exc.IntegrityError) -> Response:
     logger.info("integrity error: %s", type(error.orig).__name__)
     return error_response(409, "the request conflicts with existing data")
@@ -193,4 +206,5 @@ def register_error_handlers(app: Quart) -> None:
     app.register_error_handler(sa_exc.DataError, _data_error)
     for exception in DATABASE_UNAVAILABLE:
         app.register_error_handler(exception, _database_unavailable)
+    app.register_error_handler(sa_exc.DBAPIError, _database_error)
     app.register_error_handler(Exception, _unexpected)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -26,6 +27,7 @@ _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 # Set by the app once routing has matched (see app.py); the metrics' `endpoint` label.
 ROUTE_TEMPLATE_KEY = "route_template"
+CLIENT_CLOSED_REQUEST = 499
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -59,11 +61,12 @@ class RequestContextMiddleware:
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
+        responded = False
 
         async def send_with_request_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, responded = message["status"], True
                 headers = [
                     (key, value)
                     for key, value in message.get("headers", [])
@@ -78,6 +81,12 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_request_id)
+        except asyncio.CancelledError:
+            # The client went away before the answer (hypercorn cancels the request):
+            # nginx's 499, so a dropped connection is not counted as our 500.
+            if not responded:
+                status = CLIENT_CLOSED_REQUEST
+            raise
         finally:
             elapsed = time.perf_counter() - started
             duration_ms = round(elapsed * 1000, 3)

@@ -3,17 +3,20 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from quart import Quart
 from quart.testing import QuartClient
+from sqlalchemy import make_url
 from werkzeug.wrappers import Response
 
 from service.app import create_app
-from tests.conftest import make_settings
+from tests.conftest import TestServers, make_settings
 
 
 def closed_port() -> int:
@@ -162,3 +165,23 @@ async def test_readiness_without_redis_configured() -> None:
         "status": "ready",
         "checks": {"database": "ok", "redis": "not configured"},
     }
+
+
+async def test_database_refusing_connections_is_a_503_not_a_500() -> None:
+    """PostgreSQL's "too many connections" (SQLSTATE 53300) is an outage for the client."""
+    role = f"no_slots_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(TestServers.admin_url.replace("+asyncpg", ""))
+    try:
+        await admin.execute(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 0')
+        url = make_url(TestServers.database_url).set(username=role, password=None)
+        async with serving(database_url=url.render_as_string(hide_password=False)) as full_app:
+            client = full_app.test_client()
+            products = await client.get("/products")
+            await assert_error_shape(products, 503)
+            created = await client.post(
+                "/products", json={"name": "Lamp", "price": 1.0, "category": "Home"}
+            )
+            await assert_error_shape(created, 503)
+    finally:
+        await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+        await admin.close()

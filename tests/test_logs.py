@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -7,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from quart import Quart
 from quart.testing import QuartClient
 
 from service.logs import mask_url_passwords
@@ -57,6 +59,47 @@ async def test_access_lines_carry_error_statuses(client: QuartClient, log_lines:
     [line_503] = access_lines(log_lines, "req-503")
     assert (line_404["status_code"], line_404["http.path"]) == (404, "/no-such-page")
     assert (line_503["status_code"], line_503["http.path"]) == (503, "/error")
+
+
+async def test_a_request_the_client_abandons_is_a_499_not_a_500(
+    app: Quart, log_lines: LogLines
+) -> None:
+    """wrk closing its connections at the end of a run must not look like server errors."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/slow",
+        "raw_path": b"/slow",
+        "query_string": b"delay=5",
+        "root_path": "",
+        "headers": [(b"host", b"test"), (b"x-request-id", b"gone-away")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    delivered = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.Event().wait()  # the client never says more
+        return {}
+
+    async def send(message: dict[str, Any]) -> None:
+        raise AssertionError(f"nothing may be sent, got {message['type']}")
+
+    request = asyncio.create_task(app(scope, receive, send))
+    await asyncio.sleep(0.2)
+    request.cancel()  # what hypercorn does when the connection closes
+    with pytest.raises(asyncio.CancelledError):
+        await request
+
+    [line] = access_lines(log_lines, "gone-away")
+    assert (line["status_code"], line["http.path"], line["level"]) == (499, "/slow", "INFO")
 
 
 async def test_lines_outside_a_request_have_no_request_id(
