@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from quart import Quart, Request, Response, request
 from quart.json.provider import DefaultJSONProvider
+from quart.sessions import SessionInterface
 from quart_cors import cors
 from quart_schema import DataSource, Info, QuartSchema
 from quart_schema.validation import QUART_SCHEMA_REQUEST_ATTRIBUTE
@@ -66,6 +67,17 @@ class ServiceJSONProvider(DefaultJSONProvider):
             raise ValueError("JSON nested too deeply") from error
 
 
+class NoSessionInterface(SessionInterface):
+    """Nothing here keeps state in Quart's signed session cookie (the page's CSRF token has a
+    cookie of its own), so no request pays for opening and saving one."""
+
+    async def open_session(self, app: Quart, request: Any) -> None:
+        return None
+
+    async def save_session(self, app: Quart, session: Any, response: Any) -> None:
+        return None
+
+
 class ServiceRequest(Request):
     async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
         try:
@@ -88,6 +100,7 @@ def create_app(settings: Settings | None = None, *, owns_telemetry: bool = False
 
     app = Quart(__name__)
     app.request_class = ServiceRequest
+    app.session_interface = NoSessionInterface()
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_content_length,
         SECRET_KEY=settings.secret_key.get_secret_value(),

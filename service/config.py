@@ -69,8 +69,10 @@ class Settings(BaseSettings):
     graceful_timeout: float = Field(default=25.0, ge=0, le=600)
     keep_alive_timeout: float = Field(default=75.0, gt=0, le=3600)
 
-    db_pool_size: int = Field(default=10, ge=1, le=1000)
-    db_max_overflow: int = Field(default=20, ge=0, le=1000)
+    # Kept open: an async worker runs many requests at once, and connections beyond the
+    # pool are opened and closed per burst (a fork and an authentication on the server each).
+    db_pool_size: int = Field(default=20, ge=1, le=1000)
+    db_max_overflow: int = Field(default=10, ge=0, le=1000)
     db_pool_recycle: int = Field(default=3600, ge=-1)
     # Off: a round trip per checkout; closed connections are caught for free (db.py).
     db_pool_pre_ping: bool = False
