@@ -48,6 +48,9 @@ WRK_KEYS = ("products_id", "products_list", "products_post", "articles", "items"
 ALL_SCENARIOS = (*WRK_KEYS, "mixed", "concurrency", "telemetry", "export", "leak")
 DEFAULT_SCENARIOS = tuple(name for name in ALL_SCENARIOS if name != "leak")
 REDIS_CLAIM_KEY = "__bench_run_claim__"
+# The telemetry scenario's third variant: one trace in ten recorded, as one would run a
+# busy production service (the default, like the SDK's, records every trace).
+SAMPLED_ENV = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
 TMP_DIR = ROOT / "bench" / "results" / "tmp"
 METRIC_EXPORT_INTERVAL_MS = 5000
 
@@ -171,6 +174,9 @@ def factories(context: Context, extras: dict[str, str]) -> dict[str, Callable[[P
         "twin": lambda _pool: twin(context),
         "ours-1w": lambda _pool: ours(context, "ours-1w", workers=1),
         "ours-otel-on": lambda _pool: ours(context, "ours-otel-on", workers=cpus, extra_env=on_env),
+        "ours-otel-sampled": lambda _pool: ours(
+            context, "ours-otel-sampled", workers=cpus, extra_env={**on_env, **SAMPLED_ENV}
+        ),
         "ours-otel-off": lambda _pool: ours(
             context, "ours-otel-off", workers=cpus, extra_env=off_env
         ),

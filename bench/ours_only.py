@@ -27,7 +27,7 @@ LEAK_CHUNK_SECONDS = 15.0
 def run_telemetry(run: Run, sink: OtlpSink, metrics_note: str) -> list[Row]:
     """GET /products/<id> with tracing + metrics exported over OTLP, against all of it off."""
     scenario = wrk_scenarios(run.product_ids)["products_id"]
-    keys = ["ours-otel-on", "ours-otel-off"]
+    keys = ["ours-otel-on", "ours-otel-sampled", "ours-otel-off"]
     servers = run.pool.need(keys)
     rounds: dict[str, list[dict]] = {key: [] for key in keys}
     for round_number in range(1, run.options.rounds + 1):
@@ -41,7 +41,10 @@ def run_telemetry(run: Run, sink: OtlpSink, metrics_note: str) -> list[Row]:
             )
     run.pool.need([])  # stopping flushes the exporters: the sink's counts are complete
     on = summary_row(f"telemetry: {scenario.title}", "ours, telemetry on", rounds[keys[0]])
-    off = summary_row(f"telemetry: {scenario.title}", "ours, telemetry off", rounds[keys[1]])
+    sampled = summary_row(
+        f"telemetry: {scenario.title}", "ours, telemetry on, 10% of traces", rounds[keys[1]]
+    )
+    off = summary_row(f"telemetry: {scenario.title}", "ours, telemetry off", rounds[keys[2]])
     received = ", ".join(
         f"{counts['posts']} {path.rsplit('/', 1)[-1]} posts ({counts['bytes'] / MB:.1f} MB)"
         for path, counts in sink.snapshot().items()
@@ -53,8 +56,13 @@ def run_telemetry(run: Run, sink: OtlpSink, metrics_note: str) -> list[Row]:
             f"off/on req/s = {off.rps / on.rps:.2f}; "
             f"telemetry costs {(off.rps - on.rps) / off.rps * 100:.1f}% of req/s"
         )
+    if sampled.rps and off.rps:
+        sampled.notes = _join(
+            f"telemetry costs {(off.rps - sampled.rps) / off.rps * 100:.1f}% of req/s",
+            sampled.notes,
+        )
     off.notes = _join(cost, metrics_note, off.notes)  # off.notes: summary_row's error kinds
-    return [on, off]
+    return [on, sampled, off]
 
 
 def _join(*parts: str) -> str:
