@@ -1,20 +1,14 @@
-"""Article, tag, favorite and comment queries.
-
-A page of articles costs three queries whatever its size: the page (with the
-author, `favoritesCount`, `favorited` and `following` as subqueries), the total
-count, and the page's tags.
-"""
+"""Article, tag, favorite and comment queries; the reads that answer the article routes
+are in reads.py."""
 
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from slugify import slugify
-from sqlalchemy import ColumnElement, Select, delete, exists, false, func, or_, select
+from sqlalchemy import ColumnElement, Select, delete, exists, false, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.articles.models import Article, Comment, Favorite, Tag, article_tags
@@ -22,158 +16,6 @@ from service.db import insert_ignoring_duplicates, utc_now
 from service.users.models import Follow, User
 
 SLUG_BASE_MAX_LENGTH = 200
-
-
-@dataclass(frozen=True)
-class ArticleView:
-    article: Article
-    author: User
-    tags: list[str]
-    favorites_count: int
-    favorited: bool
-    following: bool
-
-
-@dataclass(frozen=True)
-class ArticleFilters:
-    tag: str | None = None
-    author: str | None = None
-    favorited: str | None = None
-    search: str | None = None
-    feed_of: int | None = None  # the user whose feed this is
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _conditions(filters: ArticleFilters) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = []
-    if filters.tag is not None:
-        conditions.append(
-            Article.id.in_(
-                select(article_tags.c.article_id)
-                .join(Tag, Tag.id == article_tags.c.tag_id)
-                .where(Tag.name == filters.tag)
-            )
-        )
-    if filters.author is not None:
-        conditions.append(User.username == filters.author)
-    if filters.favorited is not None:
-        conditions.append(
-            Article.id.in_(
-                select(Favorite.article_id)
-                .join(User, User.id == Favorite.user_id)
-                .where(User.username == filters.favorited)
-            )
-        )
-    if filters.search:
-        pattern = f"%{_escape_like(filters.search)}%"
-        conditions.append(
-            or_(
-                Article.title.ilike(pattern, escape="\\"),
-                Article.description.ilike(pattern, escape="\\"),
-                Article.body.ilike(pattern, escape="\\"),
-            )
-        )
-    if filters.feed_of is not None:
-        conditions.append(
-            Article.author_id.in_(
-                select(Follow.followed_id).where(Follow.follower_id == filters.feed_of)
-            )
-        )
-    return conditions
-
-
-def _article_select(viewer_id: int | None) -> Select[Any]:
-    favorites_count = (
-        select(func.count())
-        .select_from(Favorite)
-        .where(Favorite.article_id == Article.id)
-        .correlate(Article)
-        .scalar_subquery()
-    )
-    if viewer_id is None:
-        favorited: ColumnElement[bool] = false()
-        following: ColumnElement[bool] = false()
-    else:
-        favorited = exists().where(Favorite.article_id == Article.id, Favorite.user_id == viewer_id)
-        following = exists().where(
-            Follow.follower_id == viewer_id, Follow.followed_id == Article.author_id
-        )
-    return select(
-        Article,
-        User,
-        favorites_count.label("favorites_count"),
-        favorited.label("favorited"),
-        following.label("following"),
-    ).join(User, User.id == Article.author_id)
-
-
-async def _tags_by_article(
-    session: AsyncSession, article_ids: Sequence[int]
-) -> dict[int, list[str]]:
-    tags: dict[int, list[str]] = defaultdict(list)
-    if not article_ids:
-        return tags
-    rows = await session.execute(
-        select(article_tags.c.article_id, Tag.name)
-        .join(Tag, Tag.id == article_tags.c.tag_id)
-        .where(article_tags.c.article_id.in_(article_ids))
-        .order_by(Tag.name)
-    )
-    for article_id, name in rows:
-        tags[article_id].append(name)
-    return tags
-
-
-async def _views(session: AsyncSession, statement: Select[Any]) -> list[ArticleView]:
-    rows = (await session.execute(statement)).all()
-    tags = await _tags_by_article(session, [row.Article.id for row in rows])
-    return [
-        ArticleView(
-            article=row.Article,
-            author=row.User,
-            tags=tags.get(row.Article.id, []),
-            favorites_count=int(row.favorites_count),
-            favorited=bool(row.favorited),
-            following=bool(row.following),
-        )
-        for row in rows
-    ]
-
-
-async def list_articles(
-    session: AsyncSession,
-    filters: ArticleFilters,
-    *,
-    viewer_id: int | None,
-    limit: int,
-    offset: int,
-) -> tuple[list[ArticleView], int]:
-    """A page of articles, newest first, and how many match in all."""
-    conditions = _conditions(filters)
-    page = (
-        _article_select(viewer_id)
-        .where(*conditions)
-        .order_by(Article.created_at.desc(), Article.id.desc())
-        .limit(limit)
-        .offset(offset)
-    )
-    total = await session.scalar(
-        select(func.count())
-        .select_from(Article)
-        .join(User, User.id == Article.author_id)
-        .where(*conditions)
-    )
-    return await _views(session, page), int(total or 0)
-
-
-async def get_article_view(
-    session: AsyncSession, slug: str, *, viewer_id: int | None
-) -> ArticleView | None:
-    views = await _views(session, _article_select(viewer_id).where(Article.slug == slug))
-    return views[0] if views else None
 
 
 async def get_article(session: AsyncSession, slug: str) -> Article | None:

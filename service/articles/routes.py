@@ -2,57 +2,95 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
 from quart import Blueprint
 from quart_cors import cors
 from quart_schema import validate_querystring, validate_request, validate_response
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.articles import queries
+from service.articles import queries, reads
 from service.articles.models import Article
-from service.articles.queries import ArticleFilters, ArticleView
+from service.articles.reads import ArticleFilters
 from service.articles.schemas import (
     ArticleCreate,
     ArticleEnvelope,
-    ArticleListItem,
-    ArticleOut,
     ArticleQuery,
     ArticlesEnvelope,
     ArticleUpdate,
     FeedQuery,
     TagsEnvelope,
 )
-from service.auth import Forbidden, optional_claims, require_auth, required_claims, viewer_id
-from service.db import get_session
+from service.auth import (
+    Forbidden,
+    TokenClaims,
+    optional_claims,
+    require_auth,
+    required_claims,
+    viewer_id,
+)
+from service.db import get_session, reading
 from service.errors import NotFound
-from service.users.routes import profile_out
 
 # CORS always on /api, for browser front ends; origins from CORS_ORIGINS (default "*").
 blueprint = cors(Blueprint("articles", __name__, url_prefix="/api"))
 
 
-def _list_item(view: ArticleView) -> ArticleListItem:
-    article = view.article
-    return ArticleListItem(
-        slug=article.slug,
-        title=article.title,
-        description=article.description,
-        tagList=view.tags,
-        createdAt=article.created_at,
-        updatedAt=article.updated_at,
-        favorited=view.favorited,
-        favoritesCount=view.favorites_count,
-        author=profile_out(view.author, view.following),
+@asynccontextmanager
+async def _reader(claims: TokenClaims | None) -> AsyncIterator[AsyncConnection]:
+    """Where a request reads articles.
+
+    Anonymous: an autocommit connection (no BEGIN ... ROLLBACK). With a token, the
+    revocation check has already opened this request's session, so the read goes on the
+    session's connection rather than holding a second one from the pool at the same time.
+    """
+    if claims is None:
+        async with reading() as connection:
+            yield connection
+    else:
+        yield await get_session().connection()
+
+
+def _list_item(row: dict[str, Any]) -> dict[str, Any]:
+    # Plain dicts, validated once for the whole envelope: far cheaper than a model per item.
+    return {
+        "slug": row["slug"],
+        "title": row["title"],
+        "description": row["description"],
+        "tagList": row["tag_list"],
+        "createdAt": row["created_at"],
+        "updatedAt": row["updated_at"],
+        "favorited": row["favorited"],
+        "favoritesCount": row["favorites_count"],
+        "author": {
+            "username": row["username"],
+            "bio": row["bio"],
+            "image": row["image"],
+            "following": row["following"],
+        },
+    }
+
+
+async def _articles(
+    filters: ArticleFilters, claims: TokenClaims | None, *, limit: int, offset: int
+) -> ArticlesEnvelope:
+    async with _reader(claims) as connection:
+        rows, total = await reads.list_articles(
+            connection, filters, viewer_id=viewer_id(claims), limit=limit, offset=offset
+        )
+    return ArticlesEnvelope.model_validate(
+        {"articles": [_list_item(row) for row in rows], "articlesCount": total}
     )
 
 
-def article_out(view: ArticleView) -> ArticleOut:
-    return ArticleOut(**_list_item(view).model_dump(), body=view.article.body)
-
-
-async def _view(slug: str, user_id: int | None) -> ArticleView:
-    view = await queries.get_article_view(get_session(), slug, viewer_id=user_id)
-    if view is None:
+async def _view(slug: str, claims: TokenClaims | None) -> ArticleEnvelope:
+    async with _reader(claims) as connection:
+        row = await reads.find_article_view(connection, slug, viewer_id=viewer_id(claims))
+    if row is None:
         raise NotFound(f"article {slug!r} not found")
-    return view
+    return ArticleEnvelope.model_validate({"article": {**_list_item(row), "body": row["body"]}})
 
 
 async def find_article(slug: str) -> Article:
@@ -79,14 +117,8 @@ async def list_articles(query_args: ArticleQuery) -> ArticlesEnvelope:
         favorited=query_args.favorited,
         search=query_args.search,
     )
-    views, total = await queries.list_articles(
-        get_session(),
-        filters,
-        viewer_id=viewer_id(await optional_claims()),
-        limit=query_args.limit,
-        offset=query_args.offset,
-    )
-    return ArticlesEnvelope(articles=[_list_item(view) for view in views], articlesCount=total)
+    claims = await optional_claims()
+    return await _articles(filters, claims, limit=query_args.limit, offset=query_args.offset)
 
 
 @blueprint.get("/articles/feed", strict_slashes=False)
@@ -95,14 +127,8 @@ async def list_articles(query_args: ArticleQuery) -> ArticlesEnvelope:
 @validate_response(ArticlesEnvelope)
 async def feed(query_args: FeedQuery) -> ArticlesEnvelope:
     claims = await required_claims()
-    views, total = await queries.list_articles(
-        get_session(),
-        ArticleFilters(feed_of=claims.user_id),
-        viewer_id=claims.user_id,
-        limit=query_args.limit,
-        offset=query_args.offset,
-    )
-    return ArticlesEnvelope(articles=[_list_item(view) for view in views], articlesCount=total)
+    filters = ArticleFilters(feed_of=claims.user_id)
+    return await _articles(filters, claims, limit=query_args.limit, offset=query_args.offset)
 
 
 @blueprint.post("/articles", strict_slashes=False)
@@ -121,15 +147,13 @@ async def create_article(data: ArticleCreate) -> tuple[ArticleEnvelope, int]:
         tags=data.tagList,
     )
     await session.commit()
-    view = await _view(article.slug, claims.user_id)
-    return ArticleEnvelope(article=article_out(view)), 201
+    return await _view(article.slug, claims), 201
 
 
 @blueprint.get("/articles/<slug>", strict_slashes=False)
 @validate_response(ArticleEnvelope)
 async def get_article(slug: str) -> ArticleEnvelope:
-    view = await _view(slug, viewer_id(await optional_claims()))
-    return ArticleEnvelope(article=article_out(view))
+    return await _view(slug, await optional_claims())
 
 
 @blueprint.put("/articles/<slug>", strict_slashes=False)
@@ -142,8 +166,7 @@ async def update_article(slug: str, data: ArticleUpdate) -> ArticleEnvelope:
     session = get_session()
     await queries.update_article(session, article, data.changes())
     await session.commit()
-    view = await _view(article.slug, claims.user_id)
-    return ArticleEnvelope(article=article_out(view))
+    return await _view(article.slug, claims)
 
 
 @blueprint.delete("/articles/<slug>", strict_slashes=False)
@@ -166,7 +189,7 @@ async def favorite(slug: str) -> ArticleEnvelope:
     session = get_session()
     await queries.favorite_article(session, claims.user_id, article.id)
     await session.commit()
-    return ArticleEnvelope(article=article_out(await _view(slug, claims.user_id)))
+    return await _view(slug, claims)
 
 
 @blueprint.delete("/articles/<slug>/favorite", strict_slashes=False)
@@ -178,7 +201,7 @@ async def unfavorite(slug: str) -> ArticleEnvelope:
     session = get_session()
     await queries.unfavorite_article(session, claims.user_id, article.id)
     await session.commit()
-    return ArticleEnvelope(article=article_out(await _view(slug, claims.user_id)))
+    return await _view(slug, claims)
 
 
 @blueprint.get("/tags", strict_slashes=False)

@@ -3,11 +3,11 @@ from __future__ import annotations
 from quart import Blueprint
 from quart_schema import validate_querystring, validate_request, validate_response
 
-from service.db import get_session
+from service.db import get_session, reading
 from service.errors import BadRequest, NotFound
 from service.items import queries
 from service.items.models import Item
-from service.items.schemas import ItemCreate, ItemOut, ItemPatch, ItemQuery, ItemReplace
+from service.items.schemas import ItemCreate, ItemList, ItemOut, ItemPatch, ItemQuery, ItemReplace
 
 blueprint = Blueprint("items", __name__)
 
@@ -21,16 +21,21 @@ async def _existing_item(item_id: int) -> Item:
 
 @blueprint.get("/items")
 @validate_querystring(ItemQuery)
-@validate_response(list[ItemOut])
-async def list_items(query_args: ItemQuery) -> list[ItemOut]:
-    items = await queries.list_items(get_session(), **query_args.model_dump())
-    return [ItemOut.model_validate(item) for item in items]
+@validate_response(ItemList)
+async def list_items(query_args: ItemQuery) -> ItemList:
+    async with reading() as connection:
+        items = await queries.list_items(connection, **query_args.model_dump())
+    return ItemList.model_validate(items)
 
 
 @blueprint.get("/items/<id:item_id>")
 @validate_response(ItemOut)
 async def get_item(item_id: int) -> ItemOut:
-    return ItemOut.model_validate(await _existing_item(item_id))
+    async with reading() as connection:
+        item = await queries.find_item(connection, item_id)
+    if item is None:
+        raise NotFound(f"item {item_id} not found")
+    return ItemOut.model_validate(item)
 
 
 @blueprint.post("/items")

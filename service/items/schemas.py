@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
 from service.fields import NonNegativeAmount, NonNegativeCount, UTCDateTime, text_field
 
@@ -55,6 +55,13 @@ class ItemOut(BaseModel):
     price: float
     created_at: UTCDateTime
     updated_at: UTCDateTime
+
+
+# A model rather than `list[ItemOut]` for the list's response: quart-schema validates and
+# dumps a bare list through a new TypeAdapter on every request, while a model's validator
+# and serializer are built once.
+class ItemList(RootModel[list[ItemOut]]):
+    """A page of items."""
 
 
 class ItemQuery(BaseModel):
