@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from sqlalchemy import Integer, RowMapping, bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -36,11 +34,10 @@ _ONE = select(products).where(products.c.id == bindparam("id", type_=Integer))
 _INSERT = insert(products).returning(*products.c)
 
 
-async def list_products(
-    connection: AsyncConnection, *, limit: int, offset: int
-) -> Sequence[RowMapping]:
+async def list_products(connection: AsyncConnection, *, limit: int, offset: int) -> list[dict]:
     result = await connection.execute(_LIST, {"limit": limit, "offset": offset})
-    return result.mappings().all()
+    # Plain dicts: pydantic validates them several times faster than row mappings.
+    return [dict(row) for row in result.mappings()]
 
 
 async def get_product(connection: AsyncConnection, product_id: int) -> RowMapping | None:

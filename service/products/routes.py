@@ -6,20 +6,20 @@ from quart_schema import validate_querystring, validate_request, validate_respon
 from service.db import reading, writing
 from service.errors import NotFound
 from service.products import queries
-from service.products.schemas import ProductCreate, ProductOut, ProductQuery
+from service.products.schemas import ProductCreate, ProductList, ProductOut, ProductQuery
 
 blueprint = Blueprint("products", __name__)
 
 
 @blueprint.get("/products")
 @validate_querystring(ProductQuery)
-@validate_response(list[ProductOut])
-async def list_products(query_args: ProductQuery) -> list[ProductOut]:
+@validate_response(ProductList)  # a model: quart-schema builds no TypeAdapter per request
+async def list_products(query_args: ProductQuery) -> ProductList:
     async with reading() as connection:
         products = await queries.list_products(
             connection, limit=query_args.limit, offset=query_args.offset
         )
-    return [ProductOut.model_validate(product) for product in products]
+    return ProductList.model_validate(products)
 
 
 @blueprint.get("/products/<id:product_id>")

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from service.fields import NonNegativeAmount, UTCDateTime, text_field
 
@@ -24,6 +24,10 @@ class ProductOut(BaseModel):
     price: float
     category: str
     created_at: UTCDateTime
+
+
+class ProductList(RootModel[list[ProductOut]]):
+    """The products, in id order."""
 
 
 class ProductQuery(BaseModel):
