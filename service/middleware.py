@@ -81,9 +81,11 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_request_id)
+            if not responded:  # Quart saw `http.disconnect` and dropped the request
+                status = CLIENT_CLOSED_REQUEST
         except asyncio.CancelledError:
-            # The client went away before the answer (hypercorn cancels the request):
-            # nginx's 499, so a dropped connection is not counted as our 500.
+            # The server cancelled us, the client being gone. Both cases are nginx's 499,
+            # so a dropped connection is not counted as our 500.
             if not responded:
                 status = CLIENT_CLOSED_REQUEST
             raise

@@ -94,12 +94,51 @@ async def test_a_request_the_client_abandons_is_a_499_not_a_500(
 
     request = asyncio.create_task(app(scope, receive, send))
     await asyncio.sleep(0.2)
-    request.cancel()  # what hypercorn does when the connection closes
+    request.cancel()  # what a server may do when the connection closes
     with pytest.raises(asyncio.CancelledError):
         await request
 
     [line] = access_lines(log_lines, "gone-away")
     assert (line["status_code"], line["http.path"], line["level"]) == (499, "/slow", "INFO")
+
+
+async def test_a_request_whose_client_disconnects_is_a_499_not_a_500(
+    app: Quart, log_lines: LogLines
+) -> None:
+    """What hypercorn does when wrk closes its connections: `http.disconnect`, after
+    which Quart drops the request without answering."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/slow",
+        "raw_path": b"/slow",
+        "query_string": b"delay=5",
+        "root_path": "",
+        "headers": [(b"host", b"test"), (b"x-request-id", b"hung-up")],
+        "client": ("127.0.0.1", 50001),
+        "server": ("127.0.0.1", 8000),
+    }
+    messages = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop()
+        await asyncio.sleep(0.2)
+        return {"type": "http.disconnect"}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await asyncio.wait_for(app(scope, receive, send), timeout=3)
+
+    assert sent == []
+    [line] = access_lines(log_lines, "hung-up")
+    assert (line["status_code"], line["http.path"]) == (499, "/slow")
 
 
 async def test_lines_outside_a_request_have_no_request_id(
