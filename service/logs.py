@@ -77,6 +77,9 @@ class ServiceJsonFormatter(OrjsonFormatter):
                 log_record[key] = scrub(value)
 
 
+MAX_PENDING_LINES = 10_000
+
+
 class WriterThreadHandler(logging.Handler):
     """Formats a record where it is logged (the request and trace ids live in that task's
     context) and leaves the writing to one thread, which flushes whenever it has caught up:
@@ -89,7 +92,9 @@ class WriterThreadHandler(logging.Handler):
     def __init__(self, stream: Any) -> None:
         super().__init__()
         self.stream = stream
-        self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        # Bounded: when stdout stalls, logging blocks (as a StreamHandler would) instead of
+        # the queue growing without end.
+        self._lines: queue.Queue[str | None] = queue.Queue(maxsize=MAX_PENDING_LINES)
         self._writer = threading.Thread(target=self._write_lines, name="log-writer", daemon=True)
         self._writer.start()
         atexit.register(self.close)
