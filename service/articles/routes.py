@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from quart import Blueprint
 from quart_cors import cors
 from quart_schema import validate_querystring, validate_request, validate_response
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.articles import queries, reads
 from service.articles.models import Article
@@ -38,21 +35,6 @@ from service.errors import NotFound
 blueprint = cors(Blueprint("articles", __name__, url_prefix="/api"))
 
 
-@asynccontextmanager
-async def _reader(claims: TokenClaims | None) -> AsyncIterator[AsyncConnection]:
-    """Where a request reads articles.
-
-    Anonymous: an autocommit connection (no BEGIN ... ROLLBACK). With a token, the
-    revocation check has already opened this request's session, so the read goes on the
-    session's connection rather than holding a second one from the pool at the same time.
-    """
-    if claims is None:
-        async with reading() as connection:
-            yield connection
-    else:
-        yield await get_session().connection()
-
-
 def _list_item(row: dict[str, Any]) -> dict[str, Any]:
     # Plain dicts, validated once for the whole envelope: far cheaper than a model per item.
     return {
@@ -76,7 +58,7 @@ def _list_item(row: dict[str, Any]) -> dict[str, Any]:
 async def _articles(
     filters: ArticleFilters, claims: TokenClaims | None, *, limit: int, offset: int
 ) -> ArticlesEnvelope:
-    async with _reader(claims) as connection:
+    async with reading() as connection:
         rows, total = await reads.list_articles(
             connection, filters, viewer_id=viewer_id(claims), limit=limit, offset=offset
         )
@@ -86,7 +68,7 @@ async def _articles(
 
 
 async def _view(slug: str, claims: TokenClaims | None) -> ArticleEnvelope:
-    async with _reader(claims) as connection:
+    async with reading() as connection:
         row = await reads.find_article_view(connection, slug, viewer_id=viewer_id(claims))
     if row is None:
         raise NotFound(f"article {slug!r} not found")

@@ -3,8 +3,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import String, bindparam, delete, exists, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from service.db import insert_ignoring_duplicates
 from service.users.models import Follow, RevokedToken, User
@@ -78,8 +78,12 @@ async def unfollow(session: AsyncSession, follower_id: int, followed_id: int) ->
     )
 
 
-async def is_token_revoked(session: AsyncSession, jti: str) -> bool:
-    return bool(await session.scalar(select(exists().where(RevokedToken.jti == jti))))
+# Every authenticated request asks this: built once, run on an autocommit connection.
+_REVOKED = select(exists().where(RevokedToken.__table__.c.jti == bindparam("jti", type_=String)))
+
+
+async def is_token_revoked(connection: AsyncConnection, jti: str) -> bool:
+    return bool(await connection.scalar(_REVOKED, {"jti": jti}))
 
 
 async def revoke_token(session: AsyncSession, jti: str, expires_at: datetime) -> None:
