@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import re
 from typing import Any
@@ -95,6 +96,7 @@ def render_metrics() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
+@functools.lru_cache(maxsize=1024)  # statements carry placeholders, never values: few texts
 def classify_statement(statement: str) -> tuple[str, str]:
     """(operation, table) for database_queries_total; bounded label values."""
     words = statement.lstrip().split(None, 1)

@@ -12,6 +12,7 @@ TRACING_ENABLED=false turns tracing off.
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import re
@@ -233,6 +234,7 @@ def wrap_asgi(app: Any) -> Any:
     return OpenTelemetryMiddleware(app, exclude_spans=["receive", "send"])
 
 
+@functools.lru_cache(maxsize=512)  # one entry per route
 def route_template(rule: str) -> str:
     """`/items/<id:item_id>` -> `/items/<item_id>`: what spans and metrics are named by."""
     return _ROUTE_CONVERTER.sub(r"<\1>", rule)
