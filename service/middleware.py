@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
@@ -79,17 +78,17 @@ class RequestContextMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
+        crashed = False
         try:
             await self.app(scope, receive, send_with_request_id)
-            if not responded:  # Quart saw `http.disconnect` and dropped the request
-                status = CLIENT_CLOSED_REQUEST
-        except asyncio.CancelledError:
-            # The server cancelled us, the client being gone. Both cases are nginx's 499,
-            # so a dropped connection is not counted as our 500.
-            if not responded:
-                status = CLIENT_CLOSED_REQUEST
+        except Exception:
+            crashed = True
             raise
         finally:
+            # No answer and no error: the client went away (Quart dropped the request on
+            # `http.disconnect`, or the server cancelled it). nginx's 499, not our 500.
+            if not responded and not crashed:
+                status = CLIENT_CLOSED_REQUEST
             elapsed = time.perf_counter() - started
             duration_ms = round(elapsed * 1000, 3)
             path = scope.get("path", "")

@@ -25,6 +25,24 @@ def access_lines(log_lines: LogLines, request_id: str) -> list[dict[str, Any]]:
     ]
 
 
+def slow_request_scope(request_id: str) -> dict[str, Any]:
+    """An ASGI scope for `GET /slow?delay=5`, to drive the app without a server."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/slow",
+        "raw_path": b"/slow",
+        "query_string": b"delay=5",
+        "root_path": "",
+        "headers": [(b"host", b"test"), (b"x-request-id", request_id.encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
 async def test_one_access_line_per_request(client: QuartClient, log_lines: LogLines) -> None:
     response = await client.get(
         "/products",
@@ -65,20 +83,7 @@ async def test_a_request_the_client_abandons_is_a_499_not_a_500(
     app: Quart, log_lines: LogLines
 ) -> None:
     """wrk closing its connections at the end of a run must not look like server errors."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/slow",
-        "raw_path": b"/slow",
-        "query_string": b"delay=5",
-        "root_path": "",
-        "headers": [(b"host", b"test"), (b"x-request-id", b"gone-away")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
+    scope = slow_request_scope("gone-away")
     delivered = False
 
     async def receive() -> dict[str, Any]:
@@ -107,20 +112,7 @@ async def test_a_request_whose_client_disconnects_is_a_499_not_a_500(
 ) -> None:
     """What hypercorn does when wrk closes its connections: `http.disconnect`, after
     which Quart drops the request without answering."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/slow",
-        "raw_path": b"/slow",
-        "query_string": b"delay=5",
-        "root_path": "",
-        "headers": [(b"host", b"test"), (b"x-request-id", b"hung-up")],
-        "client": ("127.0.0.1", 50001),
-        "server": ("127.0.0.1", 8000),
-    }
+    scope = slow_request_scope("hung-up")
     messages = [{"type": "http.request", "body": b"", "more_body": False}]
 
     async def receive() -> dict[str, Any]:
