@@ -71,10 +71,12 @@ METHOD = """\
   (`Connection: close`, 30 s timeout each); req/s there = successes / time to the last
   answer. mixed: {mixed} clients each keep one `/slow?delay=5` open (re-sent when answered)
   during the wrk run. Both restart the server after each run (no backlog carried over).
-- telemetry (ours only): "on" = TRACING_ENABLED=true and OTLP/HTTP (protobuf) export of
-  traces, metrics (every {metric_ms} ms) and logs to a local sink that answers 200;
+- telemetry (ours only): "traces + metrics" = TRACING_ENABLED=true and OTLP/HTTP
+  (protobuf) export of traces and metrics (every {metric_ms} ms) to a local sink that
+  answers 200 (OTEL_LOGS_EXPORTER=none: log lines only to the file); "+ logs" = the same
+  and every log line over OTLP too; "10% of traces" = that with a ratio sampler;
   "off" = TRACING_ENABLED=false and OTEL_SDK_DISABLED=true. Same wrk load as
-  GET /products/<id>; the two alternate within each round.
+  GET /products/<id>; the variants take turns within each round.
 - export (ours only): ours with REDIS_URL (an empty Redis db claimed for the run, flushed
   after) and one arq worker; the todos table is reloaded with exactly N rows first; time
   from POST /export to the poll (every 50 ms) that sees `complete`; the worker's RSS.
@@ -174,6 +176,12 @@ def factories(context: Context, extras: dict[str, str]) -> dict[str, Callable[[P
         "twin": lambda _pool: twin(context),
         "ours-1w": lambda _pool: ours(context, "ours-1w", workers=1),
         "ours-otel-on": lambda _pool: ours(context, "ours-otel-on", workers=cpus, extra_env=on_env),
+        "ours-otel-traces-metrics": lambda _pool: ours(
+            context,
+            "ours-otel-traces-metrics",
+            workers=cpus,
+            extra_env={**on_env, "OTEL_LOGS_EXPORTER": "none"},
+        ),
         "ours-otel-sampled": lambda _pool: ours(
             context, "ours-otel-sampled", workers=cpus, extra_env={**on_env, **SAMPLED_ENV}
         ),
