@@ -31,14 +31,23 @@ def mask_url_passwords(text: str) -> str:
     return _URL_PASSWORD.sub(r"\g<prefix>***\g<host>", text)
 
 
+# The "@" may arrive percent-encoded ("%40"): an HTML form or a client library encodes
+# it so in a query string, which the server span records as it came.
 _EMAIL = re.compile(
-    r"\b([A-Za-z0-9_%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})\b"
+    r"\b([A-Za-z0-9_%+-])[A-Za-z0-9._%+-]*(@|%40)"
+    r"([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})\b"
 )
 
 
+def may_hold_email(text: str) -> bool:
+    """The cheap test before mask_emails' regular expression."""
+    return "@" in text or "%40" in text
+
+
 def mask_emails(text: str) -> str:
-    """jane.doe@example.com -> j***@example.com (PII stays out of logs and spans)."""
-    return _EMAIL.sub(r"\1***@\2", text)
+    """jane.doe@example.com -> j***@example.com, jane.doe%40example.com ->
+    j***%40example.com (PII stays out of logs and spans)."""
+    return _EMAIL.sub(r"\1***\2\3", text)
 
 
 def scrub(text: str) -> str:
@@ -73,7 +82,7 @@ class ServiceJsonFormatter(OrjsonFormatter):
         log_record["code.function.name"] = record.funcName
         log_record["code.line.number"] = record.lineno
         for key, value in log_record.items():
-            if isinstance(value, str) and ("://" in value or "@" in value):
+            if isinstance(value, str) and ("://" in value or may_hold_email(value)):
                 log_record[key] = scrub(value)
 
 
