@@ -21,6 +21,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
+from quart import Quart
 from quart.testing import QuartClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -184,6 +185,18 @@ async def test_database_queries_and_the_pool_are_reported(
     assert size[0].value >= 1
     assert 0 <= checked_out[0].value <= size[0].value
     assert checked_out[0].value == 0  # no request is running now
+
+
+async def test_a_scrape_sees_the_connections_checked_out_at_that_moment(
+    app: Quart, client: QuartClient
+) -> None:
+    # The API publishes its pool gauges at each scrape (and once a second), not at every
+    # checkout: a connection held right now must still show.
+    async with app.extensions["database"].read_engine.connect():
+        held = matching(await scrape(client), "database_connection_pool", status="checked_out")
+    released = matching(await scrape(client), "database_connection_pool", status="checked_out")
+    assert [sample.value for sample in held] == [1]
+    assert [sample.value for sample in released] == [0]
 
 
 async def test_an_enqueued_export_is_counted(client: QuartClient) -> None:
