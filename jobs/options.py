@@ -15,6 +15,10 @@ from typing import Any
 from arq import cron, func
 from arq.connections import RedisSettings
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from jobs.cleanup import purge_exports
@@ -63,6 +67,23 @@ def _serve_metrics(port: int) -> None:
         logger.warning("worker metrics not served on port %d: %s", port, error)
 
 
+# arq's poll loop has no error handling of its own: a single failed Redis call ends the
+# worker process. Each call retries instead, with a backoff up to 1 s between tries, for
+# about a minute: a Redis restart or failover passes unnoticed but for the delay, and a
+# job that finishes meanwhile records its result once Redis is back. A longer outage still
+# ends the process, for its supervisor to restart.
+REDIS_RETRIES = 60
+REDIS_RETRY_BACKOFF = ExponentialBackoff(cap=1.0, base=0.05)
+
+
+def redis_settings(redis_url: str) -> RedisSettings:
+    settings = RedisSettings.from_dsn(redis_url)
+    settings.retry = Retry(REDIS_RETRY_BACKOFF, REDIS_RETRIES)
+    # OSError too: a refused connection reaches the retry as one before redis-py wraps it.
+    settings.retry_on_error = [RedisConnectionError, RedisTimeoutError, OSError]
+    return settings
+
+
 def worker_options(settings: Settings) -> dict[str, Any]:
     """Everything WorkerSettings holds, for tests that start a `Worker` in-process."""
     if not settings.redis_url:
@@ -88,7 +109,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         ],
         "on_startup": startup,
         "on_shutdown": shutdown,
-        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "redis_settings": redis_settings(settings.redis_url),
         "queue_name": QUEUE_NAME,
         "job_serializer": serialize_job,
         "job_deserializer": deserialize_job,

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import errno
 import importlib.util
 import logging
 import os
+import signal
 import socket
 import sys
 import tempfile
+import time
+from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from service.config import ConfigError, Settings, load_settings
 from service.logs import configure_logging
+
+if TYPE_CHECKING:
+    from hypercorn.config import Config
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 logger = logging.getLogger("service")
@@ -111,7 +119,103 @@ def serve(settings: Settings) -> int:
         settings.port,
         settings.web_concurrency,
     )
+    if config.workers:
+        return supervise_workers(config)
     return run(config)
+
+
+# After the grace period for its requests, what a worker gets to run its shutdown (close
+# the pools, flush telemetry) before the supervisor kills it.
+SHUTDOWN_MARGIN_SECONDS = 5.0
+
+
+def supervise_workers(config: Config) -> int:
+    """Run `config.workers` hypercorn workers; on SIGTERM or SIGINT, stop them gracefully.
+
+    Hand-written instead of hypercorn's own multi-worker `run` (hypercorn/run.py, 0.18): that
+    one waits for the *first* worker to exit, then `terminate()`s the others, whose SIGTERM
+    is left at its default (they watch a shared Event instead), so the requests still in
+    flight on the slower workers were cut off. Here every worker handles SIGTERM itself, as
+    in single-process mode (stop accepting, finish what is in flight within
+    GRACEFUL_TIMEOUT, run after_serving); this process forwards the signal to each and waits
+    for all of them. Otherwise as hypercorn: a worker that exits with 0 is replaced, one that
+    fails stops the server with its exit code.
+    """
+    from multiprocessing import get_context
+    from multiprocessing.connection import wait
+
+    from hypercorn.asyncio.run import asyncio_worker, uvloop_worker
+
+    worker_function = uvloop_worker if config.worker_class == "uvloop" else asyncio_worker
+    sockets = config.create_sockets()
+    context = get_context("spawn")
+    workers: list[BaseProcess] = []
+    stop_requested: list[int] = []  # the signal, once one came
+
+    def start_worker() -> None:
+        worker = context.Process(
+            target=worker_function, kwargs={"config": config, "sockets": sockets}
+        )
+        worker.start()
+        workers.append(worker)
+
+    def forward(signum: int, _frame: object) -> None:
+        stop_requested.append(signum)
+        for worker in workers:
+            if worker.pid is not None and worker.exitcode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, signal.SIGTERM)
+
+    # Workers inherit an ignored SIGINT until hypercorn installs their handler, so a Ctrl-C
+    # to the whole process group during start-up reaches them through this process only.
+    # (A handler, unlike SIG_IGN, is not inherited: SIGTERM can be caught here already.)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, forward)
+    for _ in range(config.workers):
+        if not stop_requested:
+            start_worker()
+    signal.signal(signal.SIGINT, forward)
+
+    exit_code = 0
+    while not stop_requested:
+        wait([worker.sentinel for worker in workers], timeout=0.2)
+        for worker in [worker for worker in workers if worker.exitcode is not None]:
+            workers.remove(worker)
+            _forget_worker(worker)
+            if worker.exitcode == 0 and not stop_requested:
+                start_worker()  # it chose to stop (hypercorn's max_requests): replace it
+            elif not stop_requested:
+                logger.error("worker %s exited with %s: stopping", worker.pid, worker.exitcode)
+                exit_code = worker.exitcode if worker.exitcode > 0 else 1  # < 0: a signal
+                forward(signal.SIGTERM, None)
+
+    for sock in sockets.insecure_sockets + sockets.secure_sockets:
+        sock.close()  # this copy only: the socket closes when the last worker lets go
+    deadline = time.monotonic() + config.graceful_timeout + SHUTDOWN_MARGIN_SECONDS
+    while workers and time.monotonic() < deadline:
+        wait([worker.sentinel for worker in workers], timeout=0.2)
+        for worker in [worker for worker in workers if worker.exitcode is not None]:
+            workers.remove(worker)
+            _forget_worker(worker)
+            # -SIGTERM: the signal came before the worker had its handler (still starting).
+            if worker.exitcode not in (0, -signal.SIGTERM):
+                exit_code = exit_code or 1
+    for worker in workers:
+        logger.warning("worker %s still running after the grace period: killed", worker.pid)
+        worker.kill()
+        worker.join()
+        _forget_worker(worker)
+        exit_code = exit_code or 1
+    return exit_code
+
+
+def _forget_worker(worker: BaseProcess) -> None:
+    """Its live gauges leave the shared metrics directory (it may have had no time to)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and worker.pid is not None:
+        from prometheus_client import multiprocess
+
+        with contextlib.suppress(Exception):
+            multiprocess.mark_process_dead(worker.pid)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,16 +14,20 @@ from quart.sessions import SessionInterface
 from quart_cors import cors
 from quart_schema import DataSource, Info, QuartSchema
 from quart_schema.validation import QUART_SCHEMA_REQUEST_ATTRIBUTE
-from werkzeug.routing import IntegerConverter
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import IntegerConverter, ValidationError
 
 from service import __version__
 from service.config import Settings, load_settings
 from service.db import init_database
 from service.errors import BadRequest, UnsupportedMediaType, register_error_handlers
+from service.fields import PathSegmentConverter
 from service.logs import configure_logging, mask_url_passwords
 from service.metrics import UNMATCHED_ROUTE, process_exited, publish_process_metrics_forever
 from service.middleware import ROUTE_TEMPLATE_KEY, RequestContextMiddleware
+from service.openapi import ServiceOpenAPIProvider
 from service.queue import init_queue
+from service.ratelimit import init_rate_limits
 from service.telemetry import (
     name_server_span,
     route_template,
@@ -40,6 +44,14 @@ class IdConverter(IntegerConverter):
 
     def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(map, min=1, max=2_147_483_647)
+
+    def to_python(self, value: str) -> int:
+        try:
+            return super().to_python(value)
+        except ValidationError:
+            # A 404 for every method: left a ValidationError, werkzeug answers 405 when
+            # another rule of the path allows some other method (PUT /items/0).
+            raise NotFound() from None
 
 
 class ServiceJSONProvider(DefaultJSONProvider):
@@ -110,15 +122,23 @@ def create_app(settings: Settings | None = None, *, owns_telemetry: bool = False
     )
     app.extensions["settings"] = settings
     # quart-cors reads these for the /api blueprints; the rest of the app only gets CORS
-    # when CORS_ORIGINS is set.
-    app.config["QUART_CORS_ALLOW_ORIGIN"] = settings.cors_origin_list or ["*"]
-    app.config["QUART_CORS_EXPOSE_HEADERS"] = ["X-Request-ID", "traceparent"]
+    # when CORS_ORIGINS is set. An empty list (production without CORS_ORIGINS) matches no
+    # origin, so no Access-Control-Allow-Origin is sent; settings refuse credentials with "*".
+    app.config.update(
+        QUART_CORS_ALLOW_ORIGIN=settings.cors_allowed_origins,
+        QUART_CORS_ALLOW_CREDENTIALS=settings.cors_allow_credentials,
+        QUART_CORS_EXPOSE_HEADERS=["X-Request-ID", "traceparent", "Retry-After"],
+    )
     app.url_map.converters["id"] = IdConverter
+    # `<slug>`, `<username>`, ...: a NUL character in the path is a 404, never a query.
+    app.url_map.converters["default"] = PathSegmentConverter
+    app.url_map.converters["string"] = PathSegmentConverter
 
     QuartSchema(
         app,
         info=Info(title=settings.service_name, version=__version__),
         pydantic_dump_options={"mode": "json"},
+        openapi_provider_class=ServiceOpenAPIProvider,  # error answers, security, 204s
     )
     # After QuartSchema, which installs its own provider: models are already plain data here.
     app.json = ServiceJSONProvider(app)
@@ -129,6 +149,8 @@ def create_app(settings: Settings | None = None, *, owns_telemetry: bool = False
 
     init_database(app, settings)
     init_queue(app, settings)
+    init_rate_limits(app, settings)
+    app.after_request(_no_content_sniffing)
 
     if settings.cors_origin_list:
         app = cors(app)
@@ -201,6 +223,13 @@ async def _name_the_route() -> None:
     template = route_template(request.url_rule.rule)
     request.scope[ROUTE_TEMPLATE_KEY] = template
     name_server_span(request.method, template)
+
+
+async def _no_content_sniffing(response: Response) -> Response:
+    """Browsers take every response as the type it declares (a JSON error is never run as
+    a script or shown as HTML). The page adds its own policy headers (todos/pages.py)."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 async def _require_json_body() -> None:

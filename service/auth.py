@@ -23,6 +23,7 @@ from quart import current_app, g, request
 from service.config import Settings
 from service.db import reading
 from service.errors import APIError
+from service.openapi import token_required
 from service.users.queries import is_token_revoked
 
 JWT_ALGORITHM = "HS256"
@@ -144,7 +145,7 @@ def require_auth(view: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         await required_claims()
         return await view(*args, **kwargs)
 
-    return wrapper
+    return token_required(wrapper)  # the OpenAPI document names the token scheme
 
 
 def viewer_id(claims: TokenClaims | None) -> int | None:

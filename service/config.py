@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Literal
 
+from limits import RateLimitItem, parse_many
 from pydantic import (
     AliasChoices,
     Field,
@@ -22,6 +23,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_SECRET_KEY = "dev-insecure-secret-key-change-me-in-production"  # noqa: S105 - refused in production
 MIN_SECRET_KEY_BYTES = 32  # HS256 wants a key at least as long as its hash (RFC 7518)
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./service.db"
+
+
+def parse_rate_limits(value: str) -> list[RateLimitItem]:
+    """`10/minute;100/hour` -> the `limits` items; empty -> none. ValueError when invalid."""
+    if not value.strip():
+        return []
+    items = parse_many(value)
+    if any(item.amount < 1 for item in items):
+        raise ValueError("a limit must allow at least 1 attempt")
+    return items
 
 
 class ConfigError(SystemExit):
@@ -82,7 +93,10 @@ class Settings(BaseSettings):
     tracing_enabled: bool = True
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)  # 0: no metrics server
 
+    # Comma-separated origins. Unset: "*" in development and test, none in production.
     cors_origins: str = ""
+    # Access-Control-Allow-Credentials, only for the origins CORS_ORIGINS lists (never "*").
+    cors_allow_credentials: bool = False
     max_content_length: int = Field(default=1024 * 1024, ge=1024)
     slow_endpoint_delay: float = Field(default=5.0, ge=0, le=30)
 
@@ -92,6 +106,17 @@ class Settings(BaseSettings):
     export_batch_size: int = Field(default=1000, ge=1, le=100_000)
     worker_health_check_interval: int = Field(default=10, ge=1, le=3600)
     worker_job_completion_wait: int = Field(default=25, ge=0, le=3600)
+
+    # Attempts per moving window, in the `limits` notation ("10/minute;100/hour"; "" for
+    # none), per client IP and per account (the email, and the username on registration).
+    rate_limit_enabled: bool = True
+    rate_limit_login_per_ip: str = "30/minute"
+    rate_limit_login_per_account: str = "10/minute"
+    rate_limit_register_per_ip: str = "10/minute"
+    rate_limit_register_per_account: str = "5/minute"
+    # Proxies in front that append to X-Forwarded-For (1 behind Caddy or an Ingress);
+    # 0: the client is the socket's peer and the header is ignored.
+    rate_limit_trusted_proxy_hops: int = Field(default=0, ge=0, le=10)
 
     @field_validator("database_url")
     @classmethod
@@ -107,6 +132,17 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator(
+        "rate_limit_login_per_ip",
+        "rate_limit_login_per_account",
+        "rate_limit_register_per_ip",
+        "rate_limit_register_per_account",
+    )
+    @classmethod
+    def _rate_limits_parse(cls, value: str) -> str:
+        parse_rate_limits(value)
+        return value
 
     @field_validator("secret_key")
     @classmethod
@@ -124,9 +160,26 @@ class Settings(BaseSettings):
             raise ValueError("SECRET_KEY must be set to a real secret when APP_ENV=production")
         return self
 
+    @model_validator(mode="after")
+    def _credentials_only_for_listed_origins(self) -> Settings:
+        if self.cors_allow_credentials and (
+            not self.cors_origin_list or "*" in self.cors_origin_list
+        ):
+            raise ValueError(
+                "CORS_ALLOW_CREDENTIALS needs CORS_ORIGINS to list the origins (never '*')"
+            )
+        return self
+
     @cached_property
     def cors_origin_list(self) -> list[str]:
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    @property
+    def cors_allowed_origins(self) -> list[str]:
+        """CORS_ORIGINS; unset, any origin while developing and none in production."""
+        if self.cors_origin_list:
+            return self.cors_origin_list
+        return [] if self.app_env == "production" else ["*"]
 
     @property
     def is_sqlite(self) -> bool:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -10,7 +12,7 @@ from typing import Any
 
 from quart import Quart, current_app, g
 from sqlalchemy import MetaData, event, text
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -21,7 +23,10 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 
 from service.config import Settings
+from service.errors import DATABASE_UNAVAILABLE
 from service.metrics import instrument_engine
+
+logger = logging.getLogger(__name__)
 
 # Named constraints so Alembic's autogenerate and batch mode (SQLite) stay stable.
 NAMING_CONVENTION = {
@@ -92,7 +97,7 @@ def init_database(app: Quart, settings: Settings) -> None:
     @app.before_serving
     async def _open() -> None:
         engine = make_engine(settings)
-        instrument_engine(engine)
+        instrument_engine(engine, publish_on_checkout=False)
         app.extensions["database"] = Database(
             engine,
             async_sessionmaker(engine, expire_on_commit=False),
@@ -109,7 +114,23 @@ def init_database(app: Quart, settings: Settings) -> None:
     async def _close_session(_error: BaseException | None) -> None:
         session: AsyncSession | None = g.pop("db_session", None)
         if session is not None:
-            await session.close()
+            await close_quietly(session)
+
+
+async def close_quietly(session: AsyncSession) -> None:
+    """Close a request's session without failing the request over it.
+
+    When the connection died during the request (an outage, a failover), the ROLLBACK that
+    closing sends fails as well. The answer is already made by then (a 503 for the error
+    that broke the connection, or the request's own result), and an exception here would
+    turn it into hypercorn's bare 500: drop the connection from the pool instead.
+    """
+    try:
+        await session.close()
+    except (DBAPIError, *DATABASE_UNAVAILABLE) as error:
+        logger.warning("closing a session failed, connection dropped: %s", type(error).__name__)
+        with contextlib.suppress(DBAPIError, *DATABASE_UNAVAILABLE):
+            await session.invalidate()
 
 
 def get_database() -> Database:

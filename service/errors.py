@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from quart import Quart, Response, has_request_context, jsonify, request
 from quart_schema import RequestSchemaValidationError
 from quart_schema.validation import QuerystringValidationError
@@ -19,6 +20,48 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from service.logs import request_id_var
 
 logger = logging.getLogger(__name__)
+
+
+# The shapes below document the answers (service/openapi.py); `error_response` builds them
+# as plain dicts, which is cheaper than building models on every error.
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    field: str = Field(description="the offending field, dotted (`user.email`); empty: the body")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: int = Field(description="the HTTP status, repeated")
+    message: str
+    request_id: str = Field(description="the X-Request-ID of the answer")
+    details: list[ErrorDetail] = Field(default=[], description="present when known")
+
+
+class ErrorOut(BaseModel):
+    """An error: `{"error": {"status", "message", "request_id", "details"?}}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: ErrorBody
+
+
+class RealWorldErrors(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    body: list[str] = Field(description="every message")
+    # One more key per offending field, with that field's messages.
+    __pydantic_extra__: dict[str, list[str]]
+
+
+class RealWorldErrorOut(BaseModel):
+    """An error under /api (RealWorld): `{"errors": {"body": [...], "<field>": [...]}}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    errors: RealWorldErrors
 
 
 class APIError(Exception):
@@ -175,10 +218,17 @@ async def _database_unavailable(error: Exception) -> Response:
 _UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
 
 
+# SQLSTATE class 22, data exceptions: a value the database refuses (a NUL character, a
+# number out of range, ...). asyncpg raises some as plain driver errors, not DataError.
+_DATA_EXCEPTION_SQLSTATE = "22"
+
+
 async def _database_error(error: sa_exc.DBAPIError) -> Response:
     sqlstate = getattr(error.orig, "sqlstate", None) or ""
     if error.connection_invalidated or sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
         return await _database_unavailable(error)
+    if sqlstate.startswith(_DATA_EXCEPTION_SQLSTATE):
+        return await _data_error(error)
     return await _unexpected(error)
 
 
@@ -187,7 +237,7 @@ async def _integrity_error(error: sa_exc.IntegrityError) -> Response:
     return error_response(409, "the request conflicts with existing data")
 
 
-async def _data_error(error: sa_exc.DataError) -> Response:
+async def _data_error(error: sa_exc.DBAPIError) -> Response:
     logger.info("data error: %s", type(error.orig).__name__)
     return error_response(422, "a value cannot be stored")
 

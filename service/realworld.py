@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer, model_validator
+from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler, PlainSerializer, model_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 
 def _realworld_time(value: datetime) -> str:
@@ -35,3 +37,19 @@ class EnvelopedInput(BaseModel):
                 return inner
             raise ValueError(f"'{cls.envelope}' must be an object")
         return data
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        """Both forms the body may take: the envelope (RealWorld's), or flat (the seed's),
+        where the envelope's name may not appear (`{"user": "x"}` is refused)."""
+        fields = dict(handler.resolve_ref_schema(handler(core_schema)))
+        title = fields.pop("title", cls.__name__)
+        enveloped = {
+            "type": "object",
+            "properties": {cls.envelope: fields},
+            "required": [cls.envelope],
+        }
+        flat = {**fields, "properties": {**fields.get("properties", {}), cls.envelope: False}}
+        return {"title": title, "anyOf": [enveloped, flat]}

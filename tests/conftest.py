@@ -143,6 +143,12 @@ def make_settings(**overrides: Any) -> Settings:
         "log_level": "INFO",
         "service_name": "test-service",
         "slow_endpoint_delay": 0.05,
+        # The suite registers and logs in many users from one client: limits on, but far
+        # above what it does (tests/test_ratelimit.py makes apps with tight ones).
+        "rate_limit_login_per_ip": "100000/minute",
+        "rate_limit_login_per_account": "100000/minute",
+        "rate_limit_register_per_ip": "100000/minute",
+        "rate_limit_register_per_account": "100000/minute",
     }
     values.update(overrides)
     return Settings(**values)

@@ -115,6 +115,17 @@ async def wait_for_chunks(session: AsyncSession, export_id: str, at_least: int) 
     raise AssertionError(f"export {export_id} wrote fewer than {at_least} chunks")
 
 
+async def watch_downloads(
+    client: QuartClient, export_id: str, stop: asyncio.Event, seen: list[tuple[int, int]]
+) -> None:
+    """Try the download until `stop`; record (status, rows in the file) each time."""
+    while not stop.is_set():
+        response = await client.get(f"/exports/{export_id}/download")
+        rows = len(parse_csv(await response.get_data())) if response.status_code == 200 else 0
+        seen.append((response.status_code, rows))
+        await asyncio.sleep(0.05)
+
+
 @pytest.fixture
 async def run_worker() -> AsyncIterator[Callable[..., Awaitable[Worker]]]:
     """Start arq `Worker`s on this event loop; they are closed after the test."""
@@ -204,26 +215,44 @@ async def test_a_killed_worker_leaves_a_job_that_completes_exactly_once(
         return start_arq_worker(EXPORT_JOB_TIMEOUT="4")
 
     first = start_worker()
+    downloads: list[tuple[int, int]] = []
+    watching = asyncio.Event()
     try:
         export_id = await start_export(client)
+        # Someone keeps trying the download all along: never may they get half a file.
+        watcher = asyncio.create_task(watch_downloads(client, export_id, watching, downloads))
         await wait_for_chunks(session, export_id, at_least=5)  # kill it mid-export
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
         status = await (await client.get(f"/exports/{export_id}")).get_json()
         assert status["status"] == "in_progress"
         assert (await client.get(f"/exports/{export_id}/download")).status_code == 409
+    except BaseException:
+        watching.set()
+        raise
     finally:
         if first.poll() is None:
             first.kill()
 
     second = start_worker()
+    second_started = len(downloads)
     try:
         done = await wait_for_status(client, export_id, "complete", timeout=60)
+        await asyncio.sleep(0.2)  # a download or two of the finished file
     finally:
+        watching.set()
         second.send_signal(signal.SIGTERM)
         second.wait(timeout=30)
+    await asyncio.wait_for(watcher, timeout=30)
 
     assert done["rows"] == 20_000
+    assert {status for status, _rows in downloads} <= {409, 200}
+    assert all(rows == 20_000 for status, rows in downloads if status == 200)
+    assert any(status == 409 for status, _rows in downloads[second_started:])
+    assert downloads[-1] == (200, 20_000)
+    export = await session.get(Export, export_id)
+    assert export is not None
+    assert export.attempts == 2  # the killed run and the one that finished; no third
     ids = [row[0] for row in parse_csv(await (await client.get(done["download_url"])).get_data())]
     assert len(ids) == len(set(ids)) == 20_000
     runs = await session.scalar(

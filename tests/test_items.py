@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -528,3 +529,171 @@ async def test_second_delete_is_404(client: QuartClient, session: AsyncSession) 
 
     assert response.status_code == 404
     assert (await response.get_json())["error"]["message"] == f"item {item.id} not found"
+
+
+# --- ETag, If-Match, If-None-Match ----------------------------------------------------------
+
+STRONG_ETAG = re.compile(r'^"[0-9a-f]{32}"$')
+
+
+async def current_etag(client: QuartClient, item_id: int) -> str:
+    response = await client.get(f"/items/{item_id}")
+    assert response.status_code == 200
+    return response.headers["ETag"]
+
+
+async def test_every_item_response_carries_a_strong_etag_that_follows_the_row(
+    client: QuartClient,
+) -> None:
+    created = await client.post("/items", json=VALID_ITEM)
+    item_id = (await created.get_json())["id"]
+    fetched = await client.get(f"/items/{item_id}")
+    patched = await client.patch(f"/items/{item_id}", json={"quantity": 4})
+    replaced = await client.put(f"/items/{item_id}", json=VALID_ITEM)
+
+    tags = [r.headers.get("ETag", "") for r in (created, fetched, patched, replaced)]
+    assert all(STRONG_ETAG.match(tag) for tag in tags), tags
+    assert tags[0] == tags[1]  # the same row, the same tag
+    # Every write gives a new tag, even PUT back to the original values (updated_at moved).
+    assert len({tags[1], tags[2], tags[3]}) == 3
+    assert await current_etag(client, item_id) == tags[3]
+
+
+async def test_if_none_match_with_the_current_etag_is_304_without_a_body(
+    client: QuartClient, session: AsyncSession
+) -> None:
+    item = await make_item(session)
+    etag = await current_etag(client, item.id)
+
+    for header in (etag, f"W/{etag}", f'"other", {etag}', "*"):
+        response = await client.get(f"/items/{item.id}", headers={"If-None-Match": header})
+        assert response.status_code == 304, header
+        assert await response.get_data() == b""
+        assert response.headers["ETag"] == etag
+
+    stale = await client.get(f"/items/{item.id}", headers={"If-None-Match": '"stale"'})
+    assert stale.status_code == 200
+    assert (await stale.get_json())["id"] == item.id
+
+
+@pytest.mark.parametrize(
+    ("method", "body"),
+    [("PUT", VALID_ITEM), ("PATCH", {"quantity": 77}), ("DELETE", None)],
+)
+async def test_a_current_if_match_lets_the_write_through(
+    client: QuartClient, session: AsyncSession, method: str, body: dict[str, Any] | None
+) -> None:
+    item = await make_item(session, quantity=1)
+    etag = await current_etag(client, item.id)
+    extra = {} if body is None else {"json": body}
+
+    response = await client.open(
+        f"/items/{item.id}", method=method, headers={"If-Match": etag}, **extra
+    )
+
+    assert response.status_code == (204 if method == "DELETE" else 200)
+    row = await item_row(session, item.id)
+    if method == "DELETE":
+        assert row is None
+    else:
+        assert row is not None and row["quantity"] == body["quantity"]  # type: ignore[index]
+        assert response.headers["ETag"] == await current_etag(client, item.id) != etag
+
+
+@pytest.mark.parametrize(
+    ("method", "body"),
+    [("PUT", VALID_ITEM), ("PATCH", {"quantity": 77}), ("DELETE", None)],
+)
+@pytest.mark.parametrize(
+    "if_match",
+    ["stale", "weak", "garbage"],
+)
+async def test_an_if_match_naming_another_version_is_412_and_nothing_changes(
+    client: QuartClient,
+    session: AsyncSession,
+    method: str,
+    body: dict[str, Any] | None,
+    if_match: str,
+) -> None:
+    item = await make_item(session, quantity=1)
+    first_etag = await current_etag(client, item.id)
+    assert (await client.patch(f"/items/{item.id}", json={"quantity": 2})).status_code == 200
+    current = await current_etag(client, item.id)
+    header = {
+        "stale": first_etag,
+        "weak": f"W/{current}",  # If-Match compares strongly: a weak tag never matches
+        "garbage": '"not-an-etag", xyz',
+    }[if_match]
+    before = await item_row(session, item.id)
+    extra = {} if body is None else {"json": body}
+
+    response = await client.open(
+        f"/items/{item.id}", method=method, headers={"If-Match": header}, **extra
+    )
+
+    assert response.status_code == 412
+    assert response.content_type == "application/json"
+    error = (await response.get_json())["error"]
+    assert error["status"] == 412
+    assert "If-Match" in error["message"]
+    assert await item_row(session, item.id) == before
+
+
+async def test_if_match_with_a_list_holding_the_current_etag_matches(
+    client: QuartClient, session: AsyncSession
+) -> None:
+    item = await make_item(session)
+    etag = await current_etag(client, item.id)
+
+    response = await client.patch(
+        f"/items/{item.id}", json={"price": 9.0}, headers={"If-Match": f'"old", {etag}'}
+    )
+
+    assert response.status_code == 200
+    assert (await response.get_json())["price"] == 9.0
+
+
+async def test_if_match_star_matches_any_existing_item_but_not_a_missing_one(
+    client: QuartClient, session: AsyncSession
+) -> None:
+    item = await make_item(session)
+
+    matched = await client.patch(
+        f"/items/{item.id}", json={"quantity": 5}, headers={"If-Match": "*"}
+    )
+    missing = await client.put("/items/424242", json=VALID_ITEM, headers={"If-Match": "*"})
+
+    assert matched.status_code == 200
+    assert (await matched.get_json())["quantity"] == 5
+    # Without the precondition the answer would be a 404, so it stays one (RFC 9110 13.2.1).
+    assert missing.status_code == 404
+    assert await count_items(session) == 1
+
+
+async def test_without_if_match_the_last_write_wins(
+    client: QuartClient, session: AsyncSession
+) -> None:
+    item = await make_item(session)
+    await current_etag(client, item.id)  # a tag was handed out: it binds nobody who ignores it
+
+    first = await client.put(f"/items/{item.id}", json=valid_item(name="first"))
+    second = await client.put(f"/items/{item.id}", json=valid_item(name="second"))
+
+    assert (first.status_code, second.status_code) == (200, 200)
+    row = await item_row(session, item.id)
+    assert row is not None and row["name"] == "second"
+
+
+async def test_openapi_documents_the_etag_preconditions(client: QuartClient) -> None:
+    spec = await (await client.get("/openapi.json")).get_json()
+    operations = spec["paths"]["/items/{item_id}"]
+
+    def headers(method: str) -> set[str]:
+        parameters = operations[method].get("parameters", [])
+        return {p["name"].lower() for p in parameters if p["in"] == "header"}
+
+    assert "if-none-match" in headers("get")
+    for method in ("put", "patch", "delete"):
+        assert "if-match" in headers(method), method
+        assert "412" in {str(status) for status in operations[method]["responses"]}, method
+    assert "ETag" in operations["get"]["responses"]["200"]["description"]

@@ -215,3 +215,34 @@ async def test_add_and_export_without_javascript(open_page: OpenPage, base_url: 
         await expect(page.locator("#export-status")).to_contain_text("Export complete: 1 rows.")
         csv_text = await (await page.request.get(await link.get_attribute("href") or "")).text()
         assert "No script needed" in csv_text
+
+
+async def test_the_page_keeps_to_its_content_security_policy(open_page: OpenPage) -> None:
+    """Chromium enforces the page's policy (tests/test_security.py checks the header): the
+    page's own script and styles break none of it, and injected inline script is refused."""
+    async with asyncio.timeout(TEST_BUDGET_SECONDS):
+        page = await open_page()
+        console: list[str] = []
+        page.on("console", lambda message: console.append(message.text))
+        await page.reload()
+
+        await add_todo(page, "under the policy")
+        await page.locator("#export-button").click()
+        await expect(page.locator("#export-status")).to_contain_text(
+            "Export complete: 1 rows.", timeout=10_000
+        )
+        hidden_label = page.locator("label.visually-hidden")  # styled by /static/style.css
+        assert await hidden_label.evaluate("e => getComputedStyle(e).position") == "absolute"
+        assert not [text for text in console if "Content Security Policy" in text], console
+
+        injected = await page.evaluate(
+            """() => new Promise((resolve) => {
+                document.addEventListener("securitypolicyviolation", (event) =>
+                    resolve(window.injected ? "ran" : `refused by ${event.effectiveDirective}`));
+                setTimeout(() => resolve(window.injected ? "ran" : "no violation"), 3000);
+                const script = document.createElement("script");
+                script.textContent = "window.injected = true";
+                document.body.append(script);
+            })"""
+        )
+        assert injected == "refused by script-src-elem"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from quart import Blueprint
 from quart_cors import cors
-from quart_schema import validate_request, validate_response
+from quart_schema import document_response, validate_request, validate_response
 
 from service.articles import queries
 from service.articles.models import Comment
@@ -13,6 +13,7 @@ from service.articles.schemas import CommentCreate, CommentEnvelope, CommentOut,
 from service.auth import Forbidden, optional_claims, require_auth, required_claims, viewer_id
 from service.db import get_session
 from service.errors import NotFound
+from service.openapi import NoContent, documents_errors, token_optional
 from service.users.models import User
 from service.users.routes import profile_out
 
@@ -31,6 +32,7 @@ def comment_out(comment: Comment, author: User, following: bool) -> CommentOut:
 
 
 @blueprint.get("/articles/<slug>/comments", strict_slashes=False)
+@token_optional
 @validate_response(CommentsEnvelope)
 async def list_comments(slug: str) -> CommentsEnvelope:
     article = await find_article(slug)
@@ -60,6 +62,8 @@ async def add_comment(slug: str, data: CommentCreate) -> CommentEnvelope:
 
 
 @blueprint.delete("/articles/<slug>/comments/<id:comment_id>", strict_slashes=False)
+@documents_errors(403)
+@document_response(NoContent, 204)
 @require_auth
 async def delete_comment(slug: str, comment_id: int) -> tuple[str, int]:
     claims = await required_claims()

@@ -6,7 +6,12 @@ from typing import Any
 
 from quart import Blueprint
 from quart_cors import cors
-from quart_schema import validate_querystring, validate_request, validate_response
+from quart_schema import (
+    document_response,
+    validate_querystring,
+    validate_request,
+    validate_response,
+)
 
 from service.articles import queries, reads
 from service.articles.models import Article
@@ -30,6 +35,7 @@ from service.auth import (
 )
 from service.db import get_session, reading
 from service.errors import NotFound
+from service.openapi import NoContent, documents_errors, token_optional
 
 # CORS always on /api, for browser front ends; origins from CORS_ORIGINS (default "*").
 blueprint = cors(Blueprint("articles", __name__, url_prefix="/api"))
@@ -90,6 +96,7 @@ async def _own_article(slug: str, user_id: int) -> Article:
 
 
 @blueprint.get("/articles", strict_slashes=False)
+@token_optional
 @validate_querystring(ArticleQuery)
 @validate_response(ArticlesEnvelope)
 async def list_articles(query_args: ArticleQuery) -> ArticlesEnvelope:
@@ -133,12 +140,14 @@ async def create_article(data: ArticleCreate) -> tuple[ArticleEnvelope, int]:
 
 
 @blueprint.get("/articles/<slug>", strict_slashes=False)
+@token_optional
 @validate_response(ArticleEnvelope)
 async def get_article(slug: str) -> ArticleEnvelope:
     return await _view(slug, await optional_claims())
 
 
 @blueprint.put("/articles/<slug>", strict_slashes=False)
+@documents_errors(403)
 @require_auth
 @validate_request(ArticleUpdate)
 @validate_response(ArticleEnvelope)
@@ -152,6 +161,8 @@ async def update_article(slug: str, data: ArticleUpdate) -> ArticleEnvelope:
 
 
 @blueprint.delete("/articles/<slug>", strict_slashes=False)
+@documents_errors(403)
+@document_response(NoContent, 204)
 @require_auth
 async def delete_article(slug: str) -> tuple[str, int]:
     claims = await required_claims()

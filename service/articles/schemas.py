@@ -4,7 +4,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, field_validator
 
-from service.fields import text_field
+from service.fields import NO_NUL_SCHEMA, text_field
 from service.realworld import EnvelopedInput, RealWorldDateTime
 from service.users.schemas import ProfileOut
 
@@ -57,10 +57,10 @@ class ArticleUpdate(EnvelopedInput):
 
 
 class ArticleQuery(BaseModel):
-    tag: str | None = Field(default=None, max_length=100)
-    author: str | None = Field(default=None, max_length=64)
-    favorited: str | None = Field(default=None, max_length=64)
-    search: str | None = Field(default=None, max_length=200)
+    tag: str | None = Field(default=None, max_length=100, json_schema_extra=NO_NUL_SCHEMA)
+    author: str | None = Field(default=None, max_length=64, json_schema_extra=NO_NUL_SCHEMA)
+    favorited: str | None = Field(default=None, max_length=64, json_schema_extra=NO_NUL_SCHEMA)
+    search: str | None = Field(default=None, max_length=200, json_schema_extra=NO_NUL_SCHEMA)
     limit: int = Field(default=20, ge=1, le=100)
     offset: int = Field(default=0, ge=0, le=2_147_483_647)
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from quart import Blueprint, Response
-from quart_schema import validate_request, validate_response
+from quart_schema import document_response, validate_request, validate_response
 
 from service.db import get_database, get_session
 from service.errors import Conflict, NotFound
 from service.exports import queries
 from service.exports.models import Export
 from service.exports.run import CONTENT_TYPES
-from service.exports.schemas import ExportAccepted, ExportCreate, ExportOut
+from service.exports.schemas import ExportAccepted, ExportCreate, ExportFile, ExportOut
+from service.openapi import documents_errors
 from service.queue import enqueue
 
 blueprint = Blueprint("exports", __name__)
@@ -67,6 +68,8 @@ async def get_export(export_id: str) -> ExportOut:
 
 
 @blueprint.get("/exports/<export_id>/download")
+@documents_errors(409)  # not complete (yet)
+@document_response(ExportFile)
 async def download_export(export_id: str) -> Response:
     export = await find_export(export_id)
     if export.status != "complete" or export.run_token is None:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, model_serializer
 from pydantic.functional_serializers import SerializerFunctionWrapHandler
@@ -41,3 +41,16 @@ class ExportOut(BaseModel):
             if data.get(key) is None:
                 data.pop(key, None)
         return data
+
+
+class ExportFile(BaseModel):
+    """The finished export's file (documentation only): CSV, or a JSON array of todos."""
+
+    openapi_response: ClassVar[dict[str, Any]] = {
+        "description": "the export file, as an attachment",
+        "headers": {"Content-Disposition": {"schema": {"type": "string"}}},
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+        },
+    }

@@ -9,6 +9,7 @@ from quart import Blueprint, current_app
 from quart_schema import validate_querystring, validate_response
 
 from service.errors import APIError
+from service.openapi import documents_errors
 
 logger = logging.getLogger(__name__)
 blueprint = Blueprint("faults", __name__)
@@ -41,6 +42,7 @@ async def slow(query_args: SlowQuery) -> SlowOut:
 
 
 @blueprint.get("/error")
+@documents_errors(*RANDOM_ERROR_CODES)  # its purpose
 @validate_querystring(ErrorQuery)
 async def error(query_args: ErrorQuery) -> None:
     code = query_args.code or random.choice(RANDOM_ERROR_CODES)

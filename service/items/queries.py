@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, RowMapping, Select, String, bindparam, select
+from sqlalchemy import Integer, RowMapping, Select, String, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from service.db import utc_now
@@ -61,13 +62,9 @@ async def list_items(
     return [dict(zip(columns, row, strict=True)) for row in result]
 
 
-async def find_item(connection: AsyncConnection, item_id: int) -> RowMapping | None:
-    """The item's row, for a read; get_item gives the ORM object that the writes change."""
+async def find_item(connection: AsyncConnection | AsyncSession, item_id: int) -> RowMapping | None:
+    """The item's row: on a read connection, or in a write's session before it changes it."""
     return (await connection.execute(_ONE, {"id": item_id})).mappings().first()
-
-
-async def get_item(session: AsyncSession, item_id: int) -> Item | None:
-    return await session.get(Item, item_id)
 
 
 async def create_item(session: AsyncSession, **fields: Any) -> Item:
@@ -78,14 +75,38 @@ async def create_item(session: AsyncSession, **fields: Any) -> Item:
     return item
 
 
-async def update_item(session: AsyncSession, item: Item, **changes: Any) -> Item:
-    for field, value in changes.items():
-        setattr(item, field, value)
-    await session.flush()
-    await session.refresh(item)
-    return item
+# The writes are single conditional statements rather than read-change-flush on an ORM
+# object: with `if_updated_at` the row is changed only while it still is the version the
+# caller saw. Two writers that saw the same version cannot both succeed: PostgreSQL
+# re-checks the WHERE against the row the first one committed (the second's UPDATE waits
+# for its lock), and SQLite runs writers one at a time.
 
 
-async def delete_item(session: AsyncSession, item: Item) -> None:
-    await session.delete(item)
-    await session.flush()
+async def update_item(
+    session: AsyncSession,
+    item_id: int,
+    changes: dict[str, Any],
+    *,
+    if_updated_at: datetime | None = None,
+) -> RowMapping | None:
+    """The changed row, or None when there is no such item (or no longer that version)."""
+    statement = (
+        update(items)
+        .where(items.c.id == item_id)
+        .values(**changes, updated_at=utc_now())
+        .returning(*items.c)
+    )
+    if if_updated_at is not None:
+        statement = statement.where(items.c.updated_at == if_updated_at)
+    return (await session.execute(statement)).mappings().first()
+
+
+async def delete_item(
+    session: AsyncSession, item_id: int, *, if_updated_at: datetime | None = None
+) -> bool:
+    """True when the item was deleted (it existed, and was still that version)."""
+    statement = delete(items).where(items.c.id == item_id)
+    if if_updated_at is not None:
+        statement = statement.where(items.c.updated_at == if_updated_at)
+    result = await session.execute(statement)
+    return result.rowcount == 1

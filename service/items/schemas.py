@@ -1,14 +1,22 @@
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
-from service.fields import NonNegativeAmount, NonNegativeCount, UTCDateTime, text_field
+from service.fields import (
+    NO_NUL_SCHEMA,
+    NonNegativeAmount,
+    NonNegativeCount,
+    UTCDateTime,
+    text_field,
+)
 
 ItemName = text_field(200, min_length=1)
 Description = text_field(10_000)
 
 # Columns a client may sort by; "-" in front sorts descending.
 SORTABLE_COLUMNS = ("id", "name", "quantity", "price", "created_at", "updated_at")
+SORT_VALUES = [f"{order}{column}" for column in SORTABLE_COLUMNS for order in ("", "-")]
 
 
 class ItemCreate(BaseModel):
@@ -34,7 +42,8 @@ class ItemReplace(BaseModel):
 class ItemPatch(BaseModel):
     """PATCH: only the fields given. An explicit null is refused except for description."""
 
-    model_config = ConfigDict(extra="forbid")
+    # At least one field: an empty PATCH is a 400 ("names no field to change").
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
 
     name: ItemName = None  # type: ignore[valid-type, assignment]
     description: Description | None = None  # type: ignore[valid-type]
@@ -46,6 +55,10 @@ class ItemPatch(BaseModel):
 
 
 class ItemOut(BaseModel):
+    """One item. Its response carries the item's `ETag` (strong, quoted, RFC 9110): send it
+    back in `If-Match` to change or delete only that version, or in `If-None-Match` to get
+    a 304 while it is unchanged."""
+
     model_config = ConfigDict(from_attributes=True)
 
     id: int
@@ -64,11 +77,40 @@ class ItemList(RootModel[list[ItemOut]]):
     """A page of items."""
 
 
+class ItemWriteHeaders(BaseModel):
+    """The precondition a PUT, PATCH or DELETE may carry (documentation only)."""
+
+    if_match: str | SkipJsonSchema[None] = Field(
+        default=None,
+        description=(
+            "an ETag from an earlier response, or `*`: the write applies only while the item "
+            "is still that version, else 412 and nothing changes; without it the last write wins"
+        ),
+    )
+
+
+class ItemReadHeaders(BaseModel):
+    """The precondition a GET may carry (documentation only)."""
+
+    if_none_match: str | SkipJsonSchema[None] = Field(
+        default=None, description="the ETag you hold: 304 without a body while it is current"
+    )
+
+
 class ItemQuery(BaseModel):
     limit: int = Field(default=20, ge=1, le=100)
     offset: int = Field(default=0, ge=0, le=2_147_483_647)
-    sort: str = Field(default="id", description="column, '-' prefix for descending")
-    name: str | None = Field(default=None, max_length=200, description="contains, any case")
+    sort: str = Field(
+        default="id",
+        description="column, '-' prefix for descending",
+        json_schema_extra={"enum": SORT_VALUES},
+    )
+    name: str | None = Field(
+        default=None,
+        max_length=200,
+        description="contains, any case",
+        json_schema_extra=NO_NUL_SCHEMA,
+    )
 
     @field_validator("sort")
     @classmethod

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from quart import Blueprint
-from quart_schema import validate_querystring, validate_request, validate_response
+from quart_schema import (
+    document_response,
+    validate_querystring,
+    validate_request,
+    validate_response,
+)
 
 from service.db import get_session
 from service.errors import BadRequest, NotFound
+from service.openapi import NoContent
 from service.todos import queries
 from service.todos.models import Todo
 from service.todos.schemas import TodoCreate, TodoOut, TodoPatch, TodoQuery, TodoReplace
@@ -69,6 +75,7 @@ async def patch_todo(todo_id: int, data: TodoPatch) -> TodoOut:
 
 
 @blueprint.delete("/todos/<id:todo_id>")
+@document_response(NoContent, 204)
 async def delete_todo(todo_id: int) -> tuple[str, int]:
     session = get_session()
     await queries.delete_todo(session, await find_todo(todo_id))

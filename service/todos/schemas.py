@@ -26,7 +26,8 @@ class TodoReplace(BaseModel):
 
 
 class TodoPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # At least one field: an empty PATCH is a 400 ("names no field to change").
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
 
     task: Task = None  # type: ignore[valid-type, assignment]
     done: StrictBool = None  # type: ignore[assignment]

@@ -6,6 +6,7 @@ from quart import Blueprint, current_app
 from quart_cors import cors
 from quart_schema import validate_request, validate_response
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.auth import (
     Unauthorized,
@@ -19,6 +20,8 @@ from service.auth import (
 )
 from service.db import get_session
 from service.errors import APIError, Conflict, NotFound, Unprocessable
+from service.openapi import documents_errors, token_optional
+from service.ratelimit import rate_limit
 from service.users import queries
 from service.users.models import User
 from service.users.schemas import (
@@ -33,10 +36,19 @@ from service.users.schemas import (
     UserUpdate,
 )
 
-# CORS always on /api, for browser front ends; origins from CORS_ORIGINS (default "*").
+# CORS on /api for browser front ends: origins from CORS_ORIGINS (unset: "*" while
+# developing, none in production; see Settings.cors_allowed_origins).
 blueprint = cors(Blueprint("users", __name__, url_prefix="/api"))
 
 WRONG_CREDENTIALS = "email or password is invalid"
+
+
+def login_accounts(data: UserLogin) -> list[str]:
+    return [data.email]
+
+
+def register_accounts(data: UserRegister) -> list[str]:
+    return [data.email, data.username]
 
 
 def user_out(user: User, token: str) -> UserOut:
@@ -54,6 +66,24 @@ def _taken(fields: list[str], error_class: type[APIError]) -> APIError:
     return error_class(f"{' and '.join(fields)} already taken", details=details)
 
 
+async def _taken_meanwhile(
+    session: AsyncSession,
+    error_class: type[APIError],
+    *,
+    email: str | None,
+    username: str | None,
+    except_user_id: int = 0,
+) -> APIError:
+    """After a unique violation: a concurrent request took the email or username between
+    our check and our write, and has committed (PostgreSQL raises only then). Name the
+    fields it took, as the check would have, so a client sees the same error either way."""
+    await session.rollback()
+    taken = await queries.taken_fields(
+        session, email=email, username=username, except_user_id=except_user_id
+    )
+    return _taken(taken or ["email", "username"], error_class)
+
+
 async def _register(data: UserRegister, taken_error: type[APIError]) -> tuple[User, str]:
     session = get_session()
     taken = await queries.taken_fields(session, email=data.email, username=data.username)
@@ -66,7 +96,9 @@ async def _register(data: UserRegister, taken_error: type[APIError]) -> tuple[Us
         )
         await session.commit()
     except IntegrityError:  # a concurrent registration won the race
-        raise _taken(["email or username"], taken_error) from None
+        raise await _taken_meanwhile(
+            session, taken_error, email=data.email, username=data.username
+        ) from None
     return user, create_token(current_app.extensions["settings"], user.id)
 
 
@@ -80,32 +112,40 @@ async def _login(data: UserLogin) -> tuple[User, str]:
 
 
 @blueprint.post("/users", strict_slashes=False)
+@documents_errors(429)
 @validate_request(UserRegister)
 @validate_response(UserEnvelope, 201)
+@rate_limit("register", accounts=register_accounts)
 async def register(data: UserRegister) -> tuple[UserEnvelope, int]:
     user, token = await _register(data, Unprocessable)
     return UserEnvelope(user=user_out(user, token)), 201
 
 
 @blueprint.post("/register", strict_slashes=False)
+@documents_errors(409, 429)
 @validate_request(UserRegister)
 @validate_response(SeedUserEnvelope, 201)
+@rate_limit("register", accounts=register_accounts)
 async def register_seed(data: UserRegister) -> tuple[SeedUserEnvelope, int]:
     user, token = await _register(data, Conflict)
     return SeedUserEnvelope(user=user_out(user, token), token=token), 201
 
 
 @blueprint.post("/users/login", strict_slashes=False)
+@documents_errors(401, 429)
 @validate_request(UserLogin)
 @validate_response(UserEnvelope)
+@rate_limit("login", accounts=login_accounts)
 async def login(data: UserLogin) -> UserEnvelope:
     user, token = await _login(data)
     return UserEnvelope(user=user_out(user, token))
 
 
 @blueprint.post("/login", strict_slashes=False)
+@documents_errors(401, 429)
 @validate_request(UserLogin)
 @validate_response(SeedUserEnvelope)
+@rate_limit("login", accounts=login_accounts)
 async def login_seed(data: UserLogin) -> SeedUserEnvelope:
     user, token = await _login(data)
     return SeedUserEnvelope(user=user_out(user, token), token=token)
@@ -148,8 +188,14 @@ async def update_current_user(data: UserUpdate) -> UserEnvelope:
     try:
         await queries.update_user(session, user, **changes)
         await session.commit()
-    except IntegrityError:
-        raise _taken(["email or username"], Unprocessable) from None
+    except IntegrityError:  # a concurrent request took the email or username
+        raise await _taken_meanwhile(
+            session,
+            Unprocessable,
+            email=changes.get("email"),  # type: ignore[arg-type]
+            username=changes.get("username"),  # type: ignore[arg-type]
+            except_user_id=user.id,
+        ) from None
     return UserEnvelope(user=user_out(user, token))
 
 
@@ -173,6 +219,7 @@ async def _profile_user(username: str) -> User:
 
 
 @blueprint.get("/profiles/<username>", strict_slashes=False)
+@token_optional
 @validate_response(ProfileEnvelope)
 async def get_profile(username: str) -> ProfileEnvelope:
     user = await _profile_user(username)
@@ -183,6 +230,7 @@ async def get_profile(username: str) -> ProfileEnvelope:
 
 
 @blueprint.post("/profiles/<username>/follow", strict_slashes=False)
+@documents_errors(422)  # following yourself
 @require_auth
 @validate_response(ProfileEnvelope)
 async def follow(username: str) -> ProfileEnvelope:

@@ -31,8 +31,8 @@ class UserRegister(EnvelopedInput):
 class UserLogin(EnvelopedInput):
     envelope = "user"
 
-    email: Annotated[str, Field(strict=True, min_length=1, max_length=254)]
-    password: Annotated[str, Field(strict=True, min_length=1, max_length=256)]
+    email: text_field(254, min_length=1)  # type: ignore[valid-type]
+    password: text_field(256, min_length=1)  # type: ignore[valid-type]
 
 
 class UserUpdate(EnvelopedInput):
