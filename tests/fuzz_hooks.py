@@ -40,7 +40,8 @@ def _accepted_email(value: str) -> bool:
     return True
 
 
-schemathesis.openapi.format("email", strategies.emails().filter(_accepted_email))
+for email_format in ("email", "idn-email"):
+    schemathesis.openapi.format(email_format, strategies.emails().filter(_accepted_email))
 
 
 @cache

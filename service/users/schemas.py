@@ -10,6 +10,9 @@ from service.realworld import EnvelopedInput
 Username = Annotated[
     str, Field(strict=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
 ]
+# email-validator takes internationalised addresses (`a@例え.jp`): the JSON Schema format
+# for those is idn-email; "email" would call them invalid.
+Email = Annotated[EmailStr, Field(json_schema_extra={"format": "idn-email"})]
 Password = text_field(256, min_length=8)
 Bio = text_field(10_000)
 ImageUrl = text_field(2048)
@@ -19,7 +22,7 @@ class UserRegister(EnvelopedInput):
     envelope = "user"
 
     username: Username
-    email: EmailStr
+    email: Email
     password: Password  # type: ignore[valid-type]
 
     @field_validator("email")
@@ -40,7 +43,7 @@ class UserUpdate(EnvelopedInput):
 
     envelope = "user"
 
-    email: EmailStr = None  # type: ignore[assignment]
+    email: Email = None  # type: ignore[assignment]
     username: Username = None  # type: ignore[assignment]
     password: Password = None  # type: ignore[valid-type, assignment]
     bio: Bio | None = None  # type: ignore[valid-type]
