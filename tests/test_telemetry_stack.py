@@ -105,6 +105,7 @@ def test_masking_covers_every_place_an_email_can_hide() -> None:
     [
         ("login failed for jane.doe+test@mail.example.co.uk", "login failed for [email]"),
         ("a@b.io and Z_9%x@sub-1.example.org", "[email] and [email]"),
+        ("GET /api/profiles?who=jane.doe%40example.com", "GET /api/profiles?who=[email]"),
         ("user 42 logged in", "user 42 logged in"),
         ("twitter handle @jane, version 1.2@3", "twitter handle @jane, version 1.2@3"),
     ],
