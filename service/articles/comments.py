@@ -17,7 +17,8 @@ from service.openapi import NoContent, documents_errors, token_optional
 from service.users.models import User
 from service.users.routes import profile_out
 
-# CORS always on /api, for browser front ends; origins from CORS_ORIGINS (default "*").
+# CORS on /api for browser front ends: origins from CORS_ORIGINS (unset: any in development
+# and test, none in production; see Settings.cors_allowed_origins).
 blueprint = cors(Blueprint("comments", __name__, url_prefix="/api"))
 
 

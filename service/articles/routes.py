@@ -37,7 +37,8 @@ from service.db import get_session, reading
 from service.errors import NotFound
 from service.openapi import NoContent, documents_errors, token_optional
 
-# CORS always on /api, for browser front ends; origins from CORS_ORIGINS (default "*").
+# CORS on /api for browser front ends: origins from CORS_ORIGINS (unset: any in development
+# and test, none in production; see Settings.cors_allowed_origins).
 blueprint = cors(Blueprint("articles", __name__, url_prefix="/api"))
 
 
