@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     db_pool_pre_ping: bool = False
     db_pool_timeout: float = Field(default=5.0, gt=0, le=300)
     db_connect_timeout: float = Field(default=2.0, gt=0, le=60)
+    # A statement's longest wait for PostgreSQL's answer (asyncpg then spends as long again
+    # on its cancel request): a partition that leaves the connection open (no reset) is a
+    # 503, not a request hanging until TCP gives up.
+    db_command_timeout: float = Field(default=5.0, gt=0, le=3600)
 
     tracing_enabled: bool = True
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)  # 0: no metrics server

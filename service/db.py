@@ -12,6 +12,7 @@ from typing import Any
 
 from quart import Quart, current_app, g
 from sqlalchemy import MetaData, event, text
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -58,11 +59,26 @@ def make_engine(settings: Settings) -> AsyncEngine:
         pool_recycle=settings.db_pool_recycle,
         pool_pre_ping=settings.db_pool_pre_ping,
         pool_timeout=settings.db_pool_timeout,
-        # asyncpg waits 60 s for a connection by default: an outage must be a quick 503.
-        connect_args={"timeout": settings.db_connect_timeout},
+        # asyncpg waits 60 s for a connection by default and for a statement without end:
+        # an outage must be a quick 503.
+        connect_args={
+            "timeout": settings.db_connect_timeout,
+            "command_timeout": settings.db_command_timeout,
+        },
     )
     event.listen(engine.sync_engine, "checkout", _discard_closed_connection)
+    event.listen(engine.sync_engine, "handle_error", _drop_timed_out_connection)
     return engine
+
+
+def _drop_timed_out_connection(context: ExceptionContext) -> None:
+    """A statement that timed out (DB_COMMAND_TIMEOUT) leaves its connection in doubt: treat
+    it as a disconnect, so the pool throws the connection away instead of sending it a
+    ROLLBACK that would wait the same timeout again (twice the time to the 503)."""
+    if isinstance(context.original_exception, TimeoutError):
+        context.is_disconnect = True
+        # Only this connection: one slow statement says nothing about the others.
+        context.invalidate_pool_on_disconnect = False
 
 
 def _discard_closed_connection(_dbapi_connection: Any, _record: Any, proxy: Any) -> None:

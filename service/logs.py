@@ -87,6 +87,33 @@ class ServiceJsonFormatter(OrjsonFormatter):
                 log_record[key] = scrub(value)
 
 
+class OncePerInterval(logging.Filter):
+    """Lets one record of each kind from loggers under `prefix` through per interval; others
+    pass untouched. For OpenTelemetry's exporters: a dead collector warns, not floods.
+
+    On the handler, not on the `opentelemetry` logger: a logger's filters see only the
+    records logged on that very logger, never its children's (the exporters log on
+    `opentelemetry.exporter...` and `opentelemetry.sdk...`).
+    """
+
+    def __init__(self, prefix: str, seconds: float) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.seconds = seconds
+        self.last_seen: dict[tuple[str, int], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefix):
+            return True
+        # By logger and level: the exporters format their messages, so texts differ.
+        key = (record.name, record.levelno)
+        now = time.monotonic()
+        if now - self.last_seen.get(key, -self.seconds) < self.seconds:
+            return False
+        self.last_seen[key] = now
+        return True
+
+
 MAX_PENDING_LINES = 10_000
 BATCH_LINES = 1_000  # a batch this long wakes the writer before its interval is up
 WRITE_INTERVAL_SECONDS = 0.05
@@ -167,6 +194,7 @@ def configure_logging(level: str, service_name: str) -> None:
     """Route every logger (ours, hypercorn's, alembic's) through one JSON handler on stdout."""
     handler = WriterThreadHandler(sys.stdout)
     handler.setFormatter(ServiceJsonFormatter(service_name))
+    handler.addFilter(OncePerInterval("opentelemetry", 60))
     root = logging.getLogger()
     for old in list(root.handlers):
         if getattr(old, "_service_handler", False):

@@ -60,9 +60,11 @@ ERROR_DESCRIPTIONS = {
     403: "the token's user may not do this",
     404: "no such resource (or an id that is not a positive 32-bit integer)",
     409: "conflicts with the current state",
+    412: "If-Match names a version the resource no longer has; nothing changed",
     413: "body larger than MAX_CONTENT_LENGTH",
     415: "body is not application/json",
     422: "the body (under /api: also the query string) fails validation",
+    429: "too many attempts: Retry-After says when to try again",
 }
 
 

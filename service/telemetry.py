@@ -77,24 +77,6 @@ def _resource(settings: Settings, role: str) -> Resource:
     )
 
 
-class OncePerInterval(logging.Filter):
-    """Lets one record of each kind through per interval: a dead collector warns, not floods."""
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__()
-        self.seconds = seconds
-        self.last_seen: dict[tuple[str, int], float] = {}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        # By logger and level: the exporters format their messages, so texts differ.
-        key = (record.name, record.levelno)
-        now = time.monotonic()
-        if now - self.last_seen.get(key, -self.seconds) < self.seconds:
-            return False
-        self.last_seen[key] = now
-        return True
-
-
 def setup_telemetry(settings: Settings, role: str) -> None:
     """Install the providers and instrumentations once per process (later calls do nothing)."""
     global _configured
@@ -104,7 +86,6 @@ def setup_telemetry(settings: Settings, role: str) -> None:
         _configured = True
         atexit.register(shutdown_telemetry)
         os.environ.setdefault("OTEL_EXPORTER_OTLP_TIMEOUT", DEFAULT_EXPORT_TIMEOUT_SECONDS)
-        logging.getLogger("opentelemetry").addFilter(OncePerInterval(60))
         resource = _resource(settings, role)
         if tracing_enabled(settings):
             _setup_tracing(resource)

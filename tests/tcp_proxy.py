@@ -15,7 +15,7 @@ import struct
 import threading
 from typing import Literal
 
-CutMode = Literal["refuse", "black_hole"]
+CutMode = Literal["refuse", "black_hole", "partition"]
 CALL_TIMEOUT_SECONDS = 5.0
 
 
@@ -25,13 +25,15 @@ class TcpProxy:
     `cut("refuse")`: every open connection is reset and the port stops listening (what a
     stopped server looks like). `cut("black_hole")`: every open connection is reset and new
     ones are accepted but never answered (a dead host behind a firewall that drops packets).
+    `cut("partition")`: open connections stay open but nothing passes any more, either way,
+    and new ones are accepted but never answered (a network partition: no RST, no FIN).
     `restore()`: forwarding again, on the same port.
     """
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self.port = 0
-        self.mode: Literal["up", "refuse", "black_hole"] = "up"
+        self.mode: Literal["up", "refuse", "black_hole", "partition"] = "up"
         self.connections_accepted = 0
         self._links: set[asyncio.StreamWriter] = set()  # both ends of every open connection
         self._server: asyncio.Server | None = None
@@ -77,7 +79,8 @@ class TcpProxy:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
-        self._reset_all()
+        if mode != "partition":
+            self._reset_all()
 
     async def _restore(self) -> None:
         self._reset_all()  # black-holed connections: their clients have given up already
@@ -89,6 +92,19 @@ class TcpProxy:
         for writer in list(self._links):
             _reset(writer)
         self._links.clear()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                if self.mode == "partition":
+                    continue  # lost on the way
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            # One side is done: end the other too, as a broken link would.
+            _reset(writer)
 
     async def _accept(
         self, client_reader: asyncio.StreamReader, client: asyncio.StreamWriter
@@ -105,25 +121,15 @@ class TcpProxy:
                 return
             self._links.add(upstream)
             try:
-                await asyncio.gather(_pipe(client_reader, upstream), _pipe(upstream_reader, client))
+                await asyncio.gather(
+                    self._pipe(client_reader, upstream), self._pipe(upstream_reader, client)
+                )
             finally:
                 self._links.discard(upstream)
                 _reset(upstream)
         finally:
             self._links.discard(client)
             _reset(client)
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except (ConnectionError, OSError):
-        pass
-    finally:
-        # One side is done: end the other too, as a broken link would.
-        _reset(writer)
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:

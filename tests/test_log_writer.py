@@ -1,4 +1,5 @@
-"""The log writer thread: every line written once, in order, batched, and bounded."""
+"""The log writer thread: every line written once, in order, batched, and bounded; and the
+throttle on OpenTelemetry's own error records."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import threading
 import time
 
 from service import logs
-from service.logs import WriterThreadHandler
+from service.logs import OncePerInterval, WriterThreadHandler, configure_logging
 
 
 class RecordingStream:
@@ -85,3 +86,32 @@ def test_a_stalled_stream_bounds_the_backlog(monkeypatch) -> None:
     handler.close()
     written = "".join(stream.writes).splitlines()
     assert written == ["first"] + [f"line {number}" for number in range(5_000)]
+
+
+def test_telemetry_export_errors_are_logged_once_a_minute_per_logger() -> None:
+    # The service's handler carries the filter: records of the exporters' own loggers
+    # (children of "opentelemetry") are throttled, everything else passes.
+    configure_logging("INFO", "test-service")
+    service_handler = next(
+        handler
+        for handler in logging.getLogger().handlers
+        if getattr(handler, "_service_handler", False)
+    )
+    throttles = [f for f in service_handler.filters if isinstance(f, OncePerInterval)]
+    assert len(throttles) == 1
+
+    stream = RecordingStream()
+    handler = WriterThreadHandler(stream)
+    handler.addFilter(OncePerInterval("opentelemetry", 60))
+    exporter = make_logger(handler, "opentelemetry.exporter.otlp.proto.http.trace_exporter")
+    ours = make_logger(handler, "service.errors")
+    for _ in range(20):
+        exporter.error("Failed to export span batch")
+        ours.error("database unavailable")
+    exporter.warning("Transient error, retrying")
+    handler.flush()
+    written = "".join(stream.writes).splitlines()
+    assert written.count("Failed to export span batch") == 1
+    assert written.count("Transient error, retrying") == 1  # another level: its own budget
+    assert written.count("database unavailable") == 20
+    handler.close()

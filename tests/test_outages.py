@@ -66,7 +66,7 @@ def describe(outcomes: list[Outcome], since: float) -> list[str]:
     ][:20]
 
 
-@pytest.mark.parametrize("mode", ["refuse", "black_hole"])
+@pytest.mark.parametrize("mode", ["refuse", "black_hole", "partition"])
 async def test_postgres_outage_under_load_is_a_quick_503_and_heals_itself(
     mode: CutMode, clean_tables: None, tmp_path: Path
 ) -> None:
@@ -80,6 +80,9 @@ async def test_postgres_outage_under_load_is_a_quick_503_and_heals_itself(
             # A black-holed connection attempt costs DB_CONNECT_TIMEOUT (default 2 s): at 1 s
             # a request that has to open a connection still answers inside the 2 s asked for.
             DB_CONNECT_TIMEOUT="1",
+            # A partition leaves the connections open: a statement in flight waits this long,
+            # then as long again for asyncpg's cancel request.
+            DB_COMMAND_TIMEOUT="0.5",
         )
         base_url = f"http://127.0.0.1:{env['PORT']}"
         with served(env, log_path) as process:
