@@ -243,7 +243,8 @@ async def test_redis_outage_keeps_reads_refuses_exports_and_heals(
     assert refused.seconds < ANSWER_WITHIN_SECONDS
     assert background.status_code == 503
     assert background.json()["redis"] == "failing"
-    assert readiness.status_code == 503 and readiness.json()["checks"]["redis"] == "failing"
+    # Reported, but the instance stays ready: it still serves everything but exports.
+    assert readiness.status_code == 200 and readiness.json()["checks"]["redis"] == "failing"
     # The worker rode out the outage in the same process and took up its work again.
     assert worker_survived_the_outage and worker_pid_kept
     assert background_back_after < RECOVERY_SECONDS

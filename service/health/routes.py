@@ -72,7 +72,9 @@ async def readiness() -> tuple[ReadinessOut, int]:
         "database": "ok" if database_ok else "failing",
         "redis": "not configured" if redis_ok is None else ("ok" if redis_ok else "failing"),
     }
-    ready = all(state != "failing" for state in checks.values())
+    # Only the database decides: without Redis only exports are refused (503) while reads
+    # and writes go on, and a failing readiness would take every pod out of the Service.
+    ready = bool(database_ok)
     return ReadinessOut(status="ready" if ready else "not ready", checks=checks), (
         200 if ready else 503
     )
