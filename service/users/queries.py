@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import String, bindparam, delete, exists, select
+from sqlalchemy import String, bindparam, delete, exists, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from service.db import insert_ignoring_duplicates
@@ -25,17 +25,23 @@ async def get_user_by_username(session: AsyncSession, username: str) -> User | N
 async def taken_fields(
     session: AsyncSession, *, email: str | None, username: str | None, except_user_id: int = 0
 ) -> list[str]:
-    """Which of email / username another user already has."""
-    taken = []
-    if email is not None and await session.scalar(
-        select(exists().where(User.email == email.lower(), User.id != except_user_id))
-    ):
-        taken.append("email")
-    if username is not None and await session.scalar(
-        select(exists().where(User.username == username, User.id != except_user_id))
-    ):
-        taken.append("username")
-    return taken
+    """Which of email / username another user already has.
+
+    One statement, so both answers come from one snapshot: with two, a registration
+    committing in between would be seen by the second only.
+    """
+    email_taken = (
+        exists().where(User.email == email.lower(), User.id != except_user_id)
+        if email is not None
+        else literal(False)
+    )
+    username_taken = (
+        exists().where(User.username == username, User.id != except_user_id)
+        if username is not None
+        else literal(False)
+    )
+    row = (await session.execute(select(email_taken, username_taken))).one()
+    return [field for field, taken in zip(("email", "username"), row, strict=True) if taken]
 
 
 async def create_user(
