@@ -150,7 +150,6 @@ def create_app(settings: Settings | None = None, *, owns_telemetry: bool = False
     init_database(app, settings)
     init_queue(app, settings)
     init_rate_limits(app, settings)
-    app.after_request(_no_content_sniffing)
 
     if settings.cors_origin_list:
         app = cors(app)
@@ -223,13 +222,6 @@ async def _name_the_route() -> None:
     template = route_template(request.url_rule.rule)
     request.scope[ROUTE_TEMPLATE_KEY] = template
     name_server_span(request.method, template)
-
-
-async def _no_content_sniffing(response: Response) -> Response:
-    """Browsers take every response as the type it declares (a JSON error is never run as
-    a script or shown as HTML). The page adds its own policy headers (todos/pages.py)."""
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
 
 
 async def _require_json_body() -> None:

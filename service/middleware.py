@@ -27,6 +27,7 @@ _QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 # Set by the app once routing has matched (see app.py); the metrics' `endpoint` label.
 ROUTE_TEMPLATE_KEY = "route_template"
 CLIENT_CLOSED_REQUEST = 499
+_HEADERS_SET_HERE = frozenset({b"x-request-id", b"x-content-type-options"})
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -44,8 +45,9 @@ def choose_request_id(incoming: str | None) -> str:
 
 
 class RequestContextMiddleware:
-    """Per request: the request id (logs and response), `traceparent` on the response,
-    one access line, and the HTTP metrics. Runs inside the OpenTelemetry server span.
+    """Per request: the request id (logs and response), `traceparent` and
+    `X-Content-Type-Options: nosniff` on the response, one access line, and the HTTP
+    metrics. Runs inside the OpenTelemetry server span.
     """
 
     def __init__(self, app: ASGIApp, environment: str) -> None:
@@ -69,9 +71,12 @@ class RequestContextMiddleware:
                 headers = [
                     (key, value)
                     for key, value in message.get("headers", [])
-                    if key.lower() != b"x-request-id"
+                    if key.lower() not in _HEADERS_SET_HERE
                 ]
                 headers.append((b"x-request-id", request_id.encode("ascii")))
+                # Browsers take every response as the type it declares: a JSON error is
+                # never run as a script or shown as HTML. (The page adds its own policy.)
+                headers.append((b"x-content-type-options", b"nosniff"))
                 traceparent = current_traceparent()
                 if traceparent is not None:
                     headers.append((b"traceparent", traceparent.encode("ascii")))

@@ -180,12 +180,16 @@ def spans(span_store: InMemorySpanExporter) -> InMemorySpanExporter:
     return span_store
 
 
-@pytest.fixture
-async def clean_tables(app: Quart) -> AsyncIterator[None]:
-    yield
+async def empty_tables(app: Quart) -> None:
     names = ", ".join(f'"{table.name}"' for table in metadata.sorted_tables)
     async with app.extensions["database"].engine.begin() as connection:
         await connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+async def clean_tables(app: Quart) -> AsyncIterator[None]:
+    yield
+    await empty_tables(app)
 
 
 @pytest.fixture

@@ -37,6 +37,7 @@ from service.items.models import Item
 from service.models import metadata
 from service.todos.models import Todo
 from service.users.models import Follow, User
+from tests.conftest import empty_tables
 from tests.factories import FACTORY_PASSWORD, token_for
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -295,9 +296,7 @@ async def call(client: QuartClient, scene: Scene, row: Row, caller: str) -> Resp
 @pytest.fixture(scope="module")
 async def tables_emptied_at_the_end(app: Quart) -> AsyncIterator[None]:
     yield
-    names = ", ".join(f'"{table.name}"' for table in metadata.sorted_tables)
-    async with app.extensions["database"].engine.begin() as connection:
-        await connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    await empty_tables(app)
 
 
 @pytest.fixture

@@ -82,7 +82,17 @@ def test_environment_values_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("PORT", "abc"), ("PORT", "70000"), ("DB_POOL_SIZE", "-1"), ("SLOW_ENDPOINT_DELAY", "31")],
+    [
+        ("PORT", "abc"),
+        ("PORT", "70000"),
+        ("DB_POOL_SIZE", "-1"),
+        ("SLOW_ENDPOINT_DELAY", "31"),
+        ("RATE_LIMIT_LOGIN_PER_IP", "ten a minute"),
+        ("RATE_LIMIT_LOGIN_PER_ACCOUNT", "0/minute"),
+        ("RATE_LIMIT_REGISTER_PER_IP", "5/fortnight"),
+        ("RATE_LIMIT_REGISTER_PER_ACCOUNT", "5/minute;x"),
+        ("RATE_LIMIT_TRUSTED_PROXY_HOPS", "-1"),
+    ],
 )
 def test_a_bad_value_names_the_variable(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str

@@ -27,7 +27,6 @@ import os
 import random
 import re
 import secrets
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from service.items.models import Item
 from service.todos.models import Todo
 from tests.conftest import TestServers, make_settings
 from tests.factories import make_item
+from tests.load import served
 from tests.processes import free_port, service_env, wait_until_up
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "10"))
@@ -123,25 +123,10 @@ async def served_app(clean_tables: None, tmp_path: Path) -> AsyncIterator[Served
         PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
     )
     log_path = tmp_path / "server.log"
-    with log_path.open("w") as log:  # a file, not a pipe: nobody reads a pipe during the run
-        process = subprocess.Popen(
-            [sys.executable, "-m", "service", "serve"],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        base_url = f"http://127.0.0.1:{port}"
+    base_url = f"http://127.0.0.1:{port}"
+    with served(env, log_path) as process:
         await wait_until_up(base_url, process)
         yield ServedApp(base_url=base_url, secret_key=secret_key, log_path=log_path)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 async def register_fuzz_user(served: ServedApp) -> int:
