@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -173,11 +172,15 @@ def reading() -> AsyncConnection:
     return get_database().read_engine.connect()
 
 
-def writing() -> AbstractAsyncContextManager[AsyncConnection]:
-    """A connection in a transaction, committed when the block ends without an error and
-    rolled back otherwise: `async with writing() as connection:`. For the routes that write
-    with Core statements, where a session's unit of work would only add cost."""
-    return get_database().engine.begin()
+def writing_one_statement() -> AsyncConnection:
+    """A connection for a write that is a single statement (an INSERT ... RETURNING):
+    `async with writing_one_statement() as connection:`.
+
+    Autocommit too: one statement is atomic and commits by itself, so the BEGIN and COMMIT
+    a transaction adds would be two more round trips (and two more spans) for nothing.
+    A write of several statements belongs in a session, committed once.
+    """
+    return get_database().read_engine.connect()
 
 
 async def ping_database(engine: AsyncEngine, within_seconds: float) -> bool:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -15,6 +16,7 @@ from quart.testing import QuartClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.app import create_app
+from service.products.models import Product
 from tests.conftest import make_settings
 from tests.factories import make_product
 
@@ -85,6 +87,45 @@ async def test_a_request_gives_a_server_span_named_by_its_route_with_one_span_pe
         f"00-{server.context.trace_id:032x}-{server.context.span_id:016x}-"
         f"{int(server.context.trace_flags):02x}"
     )
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "statement"),
+    [
+        ("GET", "/products/{id}", None, "SELECT"),
+        ("GET", "/products", None, "SELECT"),
+        ("POST", "/products", {"name": "Desk", "price": 80.0, "category": "Home"}, "INSERT"),
+    ],
+)
+async def test_the_hot_product_routes_send_one_statement_and_no_transaction(
+    client: QuartClient,
+    session: AsyncSession,
+    spans: InMemorySpanExporter,
+    method: str,
+    path: str,
+    body: dict | None,
+    statement: str,
+) -> None:
+    """One round trip each: a read, or a write of one statement, needs no BEGIN and no
+    COMMIT/ROLLBACK around it (autocommit: a single statement is atomic by itself)."""
+    product = await make_product(session, name="Lamp")
+    spans.clear()
+
+    response = await client.open(path.format(id=product.id), method=method, json=body)
+
+    assert response.status_code in (200, 201)
+    recorded = await finished_spans(
+        spans, lambda found: any(s.kind == SpanKind.SERVER for s in found)
+    )
+    statements = [
+        str(span.attributes["db.statement"])
+        for span in children_of(recorded, server_span(recorded))
+        if span.attributes.get("db.system")
+    ]
+    assert len(statements) == 1 and statements[0].startswith(statement), statements
+    if method == "POST":  # committed by itself: another connection sees the row
+        created = await session.get(Product, (await response.get_json())["id"])
+        assert created is not None and created.name == "Desk"
 
 
 async def test_an_incoming_traceparent_continues_the_trace(

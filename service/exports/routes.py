@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from quart import Blueprint, Response
 from quart_schema import document_response, validate_request, validate_response
+from werkzeug.datastructures import Headers
 
 from service.db import get_database, get_session
 from service.errors import Conflict, NotFound
@@ -54,11 +55,11 @@ async def find_export(export_id: str) -> Export:
 @blueprint.post("/export")
 @validate_request(ExportCreate)
 @validate_response(ExportAccepted, 202)
-async def create_export(data: ExportCreate) -> tuple[ExportAccepted, int, dict[str, str]]:
+async def create_export(data: ExportCreate) -> tuple[ExportAccepted, int, Headers]:
     export = await start_export(data.format)
     status_url = f"/exports/{export.id}"
     accepted = ExportAccepted(job_id=export.id, status="queued", status_url=status_url)
-    return accepted, 202, {"Location": status_url}
+    return accepted, 202, Headers({"Location": status_url})
 
 
 @blueprint.get("/exports/<export_id>")

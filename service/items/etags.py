@@ -6,6 +6,7 @@ import hashlib
 
 import orjson
 from quart import request
+from werkzeug.datastructures import Headers
 from werkzeug.http import quote_etag
 
 from service.errors import APIError
@@ -25,8 +26,10 @@ def item_etag(item: ItemOut) -> str:
     return hashlib.blake2b(representation, digest_size=16).hexdigest()
 
 
-def etag_header(item: ItemOut) -> dict[str, str]:
-    return {"ETag": quote_etag(item_etag(item))}
+def etag_header(item: ItemOut) -> Headers:
+    # Headers, not a dict: quart-schema dumps a returned dict through a new pydantic
+    # TypeAdapter on every request.
+    return Headers({"ETag": quote_etag(item_etag(item))})
 
 
 def has_if_match() -> bool:

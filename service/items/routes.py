@@ -12,6 +12,7 @@ from quart_schema import (
     validate_response,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from werkzeug.datastructures import Headers
 
 from service.db import get_session, reading
 from service.errors import BadRequest, NotFound
@@ -38,7 +39,7 @@ from service.openapi import NoContent, documents_errors
 
 blueprint = Blueprint("items", __name__)
 
-ItemWithETag = tuple[ItemOut, int, dict[str, str]]
+ItemWithETag = tuple[ItemOut, int, Headers]
 
 
 async def _version_named_by_if_match(session: AsyncSession, item_id: int) -> datetime | None:
@@ -108,7 +109,9 @@ async def create_item(data: ItemCreate) -> ItemWithETag:
     created = await queries.create_item(session, **data.model_dump())
     await session.commit()
     item = ItemOut.model_validate(created)
-    return item, 201, {"Location": f"/items/{item.id}", **etag_header(item)}
+    headers = etag_header(item)
+    headers["Location"] = f"/items/{item.id}"
+    return item, 201, headers
 
 
 @blueprint.put("/items/<id:item_id>")

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from quart import Blueprint
 from quart_schema import validate_querystring, validate_request, validate_response
+from werkzeug.datastructures import Headers
 
-from service.db import reading, writing
+from service.db import reading, writing_one_statement
 from service.errors import NotFound
 from service.products import queries
 from service.products.schemas import ProductCreate, ProductList, ProductOut, ProductQuery
@@ -35,7 +36,9 @@ async def get_product(product_id: int) -> ProductOut:
 @blueprint.post("/products")
 @validate_request(ProductCreate)
 @validate_response(ProductOut, 201)
-async def create_product(data: ProductCreate) -> tuple[ProductOut, int, dict[str, str]]:
-    async with writing() as connection:
+async def create_product(data: ProductCreate) -> tuple[ProductOut, int, Headers]:
+    async with writing_one_statement() as connection:
         product = await queries.create_product(connection, **data.model_dump())
-    return ProductOut.model_validate(product), 201, {"Location": f"/products/{product['id']}"}
+    # Headers, not a dict: quart-schema would build a pydantic TypeAdapter to dump a dict.
+    location = Headers({"Location": f"/products/{product['id']}"})
+    return ProductOut.model_validate(product), 201, location

@@ -9,6 +9,7 @@ from quart_schema import (
     validate_request,
     validate_response,
 )
+from werkzeug.datastructures import Headers
 
 from service.db import get_session
 from service.errors import BadRequest, NotFound
@@ -38,11 +39,11 @@ async def list_todos(query_args: TodoQuery) -> list[TodoOut]:
 @blueprint.post("/todos")
 @validate_request(TodoCreate)
 @validate_response(TodoOut, 201)
-async def create_todo(data: TodoCreate) -> tuple[TodoOut, int, dict[str, str]]:
+async def create_todo(data: TodoCreate) -> tuple[TodoOut, int, Headers]:
     session = get_session()
     todo = await queries.create_todo(session, data.task)
     await session.commit()
-    return TodoOut.model_validate(todo), 201, {"Location": f"/todos/{todo.id}"}
+    return TodoOut.model_validate(todo), 201, Headers({"Location": f"/todos/{todo.id}"})
 
 
 @blueprint.get("/todos/<id:todo_id>")
