@@ -74,7 +74,8 @@ METHOD = """\
 - telemetry (ours only): "traces + metrics" = TRACING_ENABLED=true and OTLP/HTTP
   (protobuf) export of traces and metrics (every {metric_ms} ms) to a local sink that
   answers 200 (OTEL_LOGS_EXPORTER=none: log lines only to the file); "+ logs" = the same
-  and every log line over OTLP too; "10% of traces" = that with a ratio sampler;
+  and every log line over OTLP too; "10% of traces" = traces + metrics with a ratio
+  sampler (`parentbased_traceidratio`, 0.1; logs to the file only);
   "off" = TRACING_ENABLED=false and OTEL_SDK_DISABLED=true. Same wrk load as
   GET /products/<id>; the variants take turns within each round.
 - export (ours only): ours with REDIS_URL (an empty Redis db claimed for the run, flushed
@@ -183,7 +184,10 @@ def factories(context: Context, extras: dict[str, str]) -> dict[str, Callable[[P
             extra_env={**on_env, "OTEL_LOGS_EXPORTER": "none"},
         ),
         "ours-otel-sampled": lambda _pool: ours(
-            context, "ours-otel-sampled", workers=cpus, extra_env={**on_env, **SAMPLED_ENV}
+            context,
+            "ours-otel-sampled",
+            workers=cpus,
+            extra_env={**on_env, "OTEL_LOGS_EXPORTER": "none", **SAMPLED_ENV},
         ),
         "ours-otel-off": lambda _pool: ours(
             context, "ours-otel-off", workers=cpus, extra_env=off_env

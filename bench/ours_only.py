@@ -28,13 +28,13 @@ def run_telemetry(run: Run, sink: OtlpSink, metrics_note: str) -> list[Row]:
     """GET /products/<id> with telemetry exported over OTLP, against all of it off.
 
     Variants: traces + metrics exported (the issue's "telemetry on"); the same plus every
-    log line over OTLP; that with 10% of traces; everything off.
+    log line over OTLP; traces + metrics with 10% of traces; everything off.
     """
     scenario = wrk_scenarios(run.product_ids)["products_id"]
     variants = {
         "ours-otel-traces-metrics": "ours, traces + metrics over OTLP",
         "ours-otel-on": "ours, traces + metrics + logs over OTLP",
-        "ours-otel-sampled": "ours, the same, 10% of traces",
+        "ours-otel-sampled": "ours, traces + metrics, 10% of traces",
         "ours-otel-off": "ours, telemetry off",
     }
     rounds: dict[str, list[dict]] = {key: [] for key in variants}
