@@ -102,8 +102,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 class Database:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
-    # The same pool, in autocommit mode: see reading().
-    read_engine: AsyncEngine
+    # The same pool, in autocommit mode: see reading() and writing_one_statement().
+    autocommit_engine: AsyncEngine
 
 
 def init_database(app: Quart, settings: Settings) -> None:
@@ -169,7 +169,7 @@ def reading() -> AsyncConnection:
     READ COMMITTED every statement takes its own snapshot inside a transaction too.
     Returned to the pool as soon as the block ends, before the response is sent.
     """
-    return get_database().read_engine.connect()
+    return get_database().autocommit_engine.connect()
 
 
 def writing_one_statement() -> AsyncConnection:
@@ -180,7 +180,7 @@ def writing_one_statement() -> AsyncConnection:
     a transaction adds would be two more round trips (and two more spans) for nothing.
     A write of several statements belongs in a session, committed once.
     """
-    return get_database().read_engine.connect()
+    return get_database().autocommit_engine.connect()
 
 
 async def ping_database(engine: AsyncEngine, within_seconds: float) -> bool:

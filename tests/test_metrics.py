@@ -192,7 +192,7 @@ async def test_a_scrape_sees_the_connections_checked_out_at_that_moment(
 ) -> None:
     # The API publishes its pool gauges at each scrape (and once a second), not at every
     # checkout: a connection held right now must still show.
-    async with app.extensions["database"].read_engine.connect():
+    async with app.extensions["database"].autocommit_engine.connect():
         held = matching(await scrape(client), "database_connection_pool", status="checked_out")
     released = matching(await scrape(client), "database_connection_pool", status="checked_out")
     assert [sample.value for sample in held] == [1]
