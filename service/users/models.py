@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, String, Text, func
+from sqlalchemy import DateTime, ForeignKey, Index, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.db import Base, utc_now
@@ -10,6 +10,8 @@ from service.db import Base, utc_now
 
 class User(Base):
     __tablename__ = "users"
+    # `Race1` and `race1` are one name; profiles are still found by the exact stored name.
+    __table_args__ = (Index("uq_users_username_lower", func.lower("username"), unique=True),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)  # stored lower-cased
@@ -17,6 +19,9 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     bio: Mapped[str | None] = mapped_column(Text)
     image: Mapped[str | None] = mapped_column(String(2048))
+    # In every token (`ver`); raised when the password or email changes, which revokes
+    # every token issued before.
+    token_version: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utc_now, server_default=func.now()
     )
