@@ -22,7 +22,23 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "dev-insecure-secret-key-change-me-in-production"  # noqa: S105 - refused in production
 MIN_SECRET_KEY_BYTES = 32  # HS256 wants a key at least as long as its hash (RFC 7518)
+# Every key printed in this repository (the default, .env.example, the Kubernetes local
+# overlay, the Secret template): public, so anyone could sign tokens with them. Refused in
+# production; tests/test_config.py finds every SECRET_KEY value in the repository's files
+# and fails when one is missing here.
+EXAMPLE_SECRET_KEYS = frozenset(
+    {
+        DEFAULT_SECRET_KEY,
+        "local-compose-only-secret-key-0123456789abcdef",  # .env.example
+        "local-development-only-secret-key-not-for-production",  # k8s overlays/local
+        "REPLACE_ME",  # k8s base/secret.template.yaml
+    }
+)
+# A random key of 32+ bytes has far more; `aaaa...` or `abab...` is a typo or a placeholder.
+MIN_SECRET_KEY_DISTINCT_CHARACTERS = 12
+GENERATE_SECRET_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(48))"'  # noqa: S105 - a command, not a key
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./service.db"
+PRODUCTION_METRICS_PORT = 9100  # the API's /metrics listener when METRICS_PORT is unset
 
 
 def parse_rate_limits(value: str) -> list[RateLimitItem]:
@@ -96,6 +112,10 @@ class Settings(BaseSettings):
 
     tracing_enabled: bool = True
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)  # 0: no metrics server
+    # The API's /metrics on a listener of its own (`serve` starts it), so that the public
+    # port never shows it. Unset: 9100 in production; in development and test /metrics
+    # stays on PORT. 0: no /metrics at all.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
     # Comma-separated origins. Unset: "*" in development and test, none in production.
     cors_origins: str = ""
@@ -103,6 +123,10 @@ class Settings(BaseSettings):
     cors_allow_credentials: bool = False
     max_content_length: int = Field(default=1024 * 1024, ge=1024)
     slow_endpoint_delay: float = Field(default=5.0, ge=0, le=30)
+    # /error and /slow make 5xx answers and ERROR logs on demand (alert drills); the docs
+    # (/docs, /redocs, /scalar) and /openapi.json map the API. Unset: on, but off in production.
+    fault_endpoints_enabled: bool | None = None
+    api_docs_enabled: bool | None = None
 
     export_retention_hours: float = Field(default=24, gt=0, le=24 * 365)
     export_job_timeout: int = Field(default=600, ge=1, le=24 * 3600)
@@ -127,7 +151,9 @@ class Settings(BaseSettings):
     def _async_driver(cls, value: str) -> str:
         return to_async_database_url(value.strip())
 
-    @field_validator("redis_url", mode="before")
+    @field_validator(
+        "redis_url", "metrics_port", "fault_endpoints_enabled", "api_docs_enabled", mode="before"
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -157,11 +183,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_placeholder_secret_in_production(self) -> Settings:
-        if (
-            self.app_env == "production"
-            and self.secret_key.get_secret_value() == DEFAULT_SECRET_KEY
-        ):
-            raise ValueError("SECRET_KEY must be set to a real secret when APP_ENV=production")
+        if self.app_env == "production":
+            problem = weak_secret_key_problem(self.secret_key.get_secret_value())
+            if problem is not None:
+                raise ValueError(
+                    f"SECRET_KEY {problem}, refused when APP_ENV=production; "
+                    f"make a real one with: {GENERATE_SECRET_KEY}"
+                )
         return self
 
     @model_validator(mode="after")
@@ -173,6 +201,35 @@ class Settings(BaseSettings):
                 "CORS_ALLOW_CREDENTIALS needs CORS_ORIGINS to list the origins (never '*')"
             )
         return self
+
+    @model_validator(mode="after")
+    def _metrics_port_is_not_the_api_port(self) -> Settings:
+        if self.metrics_port and self.metrics_port == self.port:
+            raise ValueError("METRICS_PORT must differ from PORT (it keeps /metrics off it)")
+        return self
+
+    @property
+    def metrics_listener_port(self) -> int | None:
+        """The port of the API's own /metrics listener; None: no such listener."""
+        if self.metrics_port is None:
+            return PRODUCTION_METRICS_PORT if self.app_env == "production" else None
+        return self.metrics_port or None
+
+    @property
+    def metrics_on_main_port(self) -> bool:
+        return self.metrics_port is None and self.app_env != "production"
+
+    @property
+    def fault_endpoints(self) -> bool:
+        if self.fault_endpoints_enabled is None:
+            return self.app_env != "production"
+        return self.fault_endpoints_enabled
+
+    @property
+    def api_docs(self) -> bool:
+        if self.api_docs_enabled is None:
+            return self.app_env != "production"
+        return self.api_docs_enabled
 
     @cached_property
     def cors_origin_list(self) -> list[str]:
@@ -188,6 +245,20 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def weak_secret_key_problem(key: str) -> str | None:
+    """Why `key` must not sign production tokens, or None when it may."""
+    if not key.strip():
+        return "is only whitespace"
+    if key.strip() in EXAMPLE_SECRET_KEYS:
+        return "is an example key published in this repository"
+    if len(set(key)) < MIN_SECRET_KEY_DISTINCT_CHARACTERS:
+        return (
+            f"has fewer than {MIN_SECRET_KEY_DISTINCT_CHARACTERS} distinct characters "
+            "(not a random key)"
+        )
+    return None
 
 
 def _describe(error: ValidationError) -> str:
