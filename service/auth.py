@@ -1,8 +1,10 @@
 """Passwords (argon2), tokens (PyJWT, HS256) and the current user.
 
-A token carries `sub` (the user id), a unique `jti` and `exp`. Logging out stores
-the `jti` in `revoked_tokens`, which every API process reads, so the token is
-refused at once everywhere and across restarts.
+A token carries `sub` (the user id), a unique `jti`, `exp` and `ver`, the user's
+token version when it was issued. Logging out stores the `jti` in `revoked_tokens`;
+changing the password or email raises the user's `token_version`. Every API process
+checks both in one statement per request, so a token is refused at once everywhere
+and across restarts, and so is a deleted user's.
 """
 
 from __future__ import annotations
@@ -13,18 +15,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import wraps
-from typing import ParamSpec, TypeVar
+from typing import Annotated, ParamSpec, TypeVar
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from pydantic import BaseModel, Field, ValidationError
 from quart import current_app, g, request
 
 from service.config import Settings
 from service.db import reading
 from service.errors import APIError
 from service.openapi import token_required
-from service.users.queries import is_token_revoked
+from service.users.queries import get_token_standing
 
 JWT_ALGORITHM = "HS256"
 _hasher = PasswordHasher()
@@ -51,6 +54,25 @@ class TokenClaims:
     user_id: int
     jti: str
     expires_at: datetime
+    token_version: int
+
+
+_INT32_MAX = 2_147_483_647
+# The last second of year 9999: later cannot be a datetime (an `exp` of 10**20 was a 500).
+_LATEST_EXP = 253_402_300_799
+
+
+class _Claims(BaseModel):
+    """What a correctly signed token must also hold before the database is asked: a
+    signature proves who made a token, not that its values fit our columns and types
+    (a `sub` beyond int32 or a NUL in `jti` reached PostgreSQL)."""
+
+    sub: Annotated[str, Field(strict=True, pattern=r"^[1-9][0-9]{0,9}$")]
+    # uuid4().hex from create_token; the revoked_tokens column holds 64 characters.
+    jti: Annotated[str, Field(strict=True, pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    exp: Annotated[int, Field(strict=True, gt=0, le=_LATEST_EXP)]
+    # Tokens issued before versions existed have none: version 0, every user's first.
+    ver: Annotated[int, Field(strict=True, ge=0, le=_INT32_MAX)] = 0
 
 
 async def hash_password(password: str) -> str:
@@ -69,13 +91,16 @@ async def verify_password(password_hash: str | None, password: str) -> bool:
     return await asyncio.to_thread(verify)
 
 
-def create_token(settings: Settings, user_id: int) -> str:
+def create_token(settings: Settings, user_id: int, token_version: int) -> str:
+    """A token for the user at `token_version` (User.token_version): raising that version
+    revokes it."""
     now = datetime.now(UTC)
     claims = {
         "sub": str(user_id),
         "jti": uuid.uuid4().hex,
         "iat": now,
         "exp": now + timedelta(seconds=settings.jwt_expires_seconds),
+        "ver": token_version,
     }
     return jwt.encode(claims, settings.secret_key.get_secret_value(), algorithm=JWT_ALGORITHM)
 
@@ -88,14 +113,18 @@ def decode_token(settings: Settings, token: str) -> TokenClaims:
             algorithms=[JWT_ALGORITHM],
             options={"require": ["exp", "sub", "jti"]},
         )
-        user_id = int(claims["sub"])
-    except (jwt.InvalidTokenError, ValueError, TypeError):
+        checked = _Claims.model_validate(claims)
+        user_id = int(checked.sub)
+        if user_id > _INT32_MAX:
+            raise ValueError("sub beyond the users.id column")
+    except (jwt.InvalidTokenError, ValidationError, ValueError):
         raise Unauthorized("invalid or expired token") from None
     return TokenClaims(
         token=token,
         user_id=user_id,
-        jti=str(claims["jti"]),
-        expires_at=datetime.fromtimestamp(claims["exp"], tz=UTC),
+        jti=checked.jti,
+        expires_at=datetime.fromtimestamp(checked.exp, tz=UTC),
+        token_version=checked.ver,
     )
 
 
@@ -118,9 +147,13 @@ async def _load_claims() -> TokenClaims | None:
     if token is not None:
         claims = decode_token(current_app.extensions["settings"], token)
         async with reading() as connection:  # no transaction: one round trip, not three
-            revoked = await is_token_revoked(connection, claims.jti)
-        if revoked:
+            standing = await get_token_standing(connection, claims.user_id, claims.jti)
+        if standing is None:
+            raise Unauthorized("the token's user no longer exists")
+        if standing.revoked:
             raise Unauthorized("this token has been logged out")
+        if standing.token_version != claims.token_version:
+            raise Unauthorized("this token was issued before a password or email change")
     g.token_claims = claims
     return claims
 

@@ -71,7 +71,7 @@ async def make_user(session: AsyncSession, **fields: Any) -> User:
 
 
 def token_for(app: Quart, user: User) -> str:
-    return create_token(app.extensions["settings"], user.id)
+    return create_token(app.extensions["settings"], user.id, user.token_version)
 
 
 def auth_headers(app: Quart, user: User) -> dict[str, str]:

@@ -2,7 +2,9 @@
 
 - Every request carries a token of its own, minted with the server's SECRET_KEY for the
   user FUZZ_USER_ID: a fuzzed POST /api/logout then revokes only its own token, not the
-  one every later request relies on.
+  one every later request relies on. A fuzzed PUT /api/user that changes the password
+  or email revokes every earlier token: its answer's token says the new version, and the
+  tokens minted after it carry that version.
 - Emails are generated among those our validator (email-validator, through pydantic's
   EmailStr) accepts: it refuses special-use domains (`.local`, `.test`, ...) that the
   `email` format allows, a rule the OpenAPI document cannot state.
@@ -18,10 +20,11 @@ import os
 from functools import cache
 from typing import Any
 
+import jwt
 import schemathesis
 from hypothesis import strategies
 from pydantic import EmailStr, TypeAdapter, ValidationError
-from schemathesis import Case, CheckContext, Response
+from schemathesis import Case, CheckContext, HookContext, Response
 
 from service.auth import create_token
 from service.config import Settings, load_settings
@@ -49,10 +52,22 @@ def _settings() -> Settings:
     return load_settings()  # the same environment as the server's: same SECRET_KEY
 
 
+_token_version = 0  # the fuzz user's, as the last credential change left it
+
+
+@schemathesis.hook
+def after_call(context: HookContext, case: Case, response: Response) -> None:
+    global _token_version
+    if case.method.upper() == "PUT" and case.path == "/api/user" and response.status_code == 200:
+        token = response.json()["user"]["token"]
+        secret = _settings().secret_key.get_secret_value()
+        _token_version = jwt.decode(token, secret, algorithms=["HS256"])["ver"]
+
+
 @schemathesis.auth(refresh_interval=None)  # a new token for every request
 class FreshToken:
     def get(self, case: Case, context: Any) -> str:
-        return create_token(_settings(), int(os.environ["FUZZ_USER_ID"]))
+        return create_token(_settings(), int(os.environ["FUZZ_USER_ID"]), _token_version)
 
     def set(self, case: Case, data: str, context: Any) -> None:
         case.headers = {**(case.headers or {}), "Authorization": f"Token {data}"}

@@ -84,8 +84,10 @@ async def test_no_secret_and_no_raw_email_reaches_the_logs_or_the_spans(
     answers["login again"] = await client.post(
         "/api/users/login", json={"user": {"email": NEW_EMAIL, "password": NEW_PASSWORD}}
     )
-    answers["logout"] = await client.post("/api/logout", headers=token_header(token))
-    answers["after logout"] = await client.get("/api/user", headers=token_header(token))
+    # The update revoked `token` (a credential change): log out with the newest one.
+    newest = (await answers["login again"].get_json())["user"]["token"]
+    answers["logout"] = await client.post("/api/logout", headers=token_header(newest))
+    answers["after logout"] = await client.get("/api/user", headers=token_header(newest))
     # Where an email shows when nothing masks it: the request target, as typed and as an
     # HTML form encodes it (%40).
     answers["profile by email"] = await client.get(f"/api/profiles/{EMAIL}")

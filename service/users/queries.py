@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import String, bindparam, delete, exists, literal, select
+from sqlalchemy import Integer, String, bindparam, delete, exists, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from service.db import insert_ignoring_duplicates
@@ -53,10 +53,20 @@ async def create_user(
     return user
 
 
-async def update_user(session: AsyncSession, user: User, **changes: Any) -> User:
+async def update_user(
+    session: AsyncSession, user: User, *, revoke_tokens: bool = False, **changes: Any
+) -> User:
+    """Apply `changes`; with `revoke_tokens`, also raise the token version in the same
+    UPDATE, which revokes every token issued before (user.token_version is the new one)."""
     for field, value in changes.items():
         setattr(user, field, value)
+    if revoke_tokens:
+        # In SQL, not `+ 1` in Python: two concurrent changes must raise it twice, or a
+        # token issued after the first would survive the second.
+        user.token_version = User.token_version + 1  # type: ignore[assignment]
     await session.flush()
+    if revoke_tokens:
+        await session.refresh(user, ["token_version"])
     return user
 
 
@@ -84,12 +94,26 @@ async def unfollow(session: AsyncSession, follower_id: int, followed_id: int) ->
     )
 
 
-# Every authenticated request asks this: built once, run on an autocommit connection.
-_REVOKED = select(exists().where(RevokedToken.__table__.c.jti == bindparam("jti", type_=String)))
+class TokenStanding(NamedTuple):
+    token_version: int
+    revoked: bool
 
 
-async def is_token_revoked(connection: AsyncConnection, jti: str) -> bool:
-    return bool(await connection.scalar(_REVOKED, {"jti": jti}))
+# Every authenticated request asks this: one statement (one round trip), built once, run on
+# an autocommit connection. No row: the user was deleted.
+_TOKEN_STANDING = select(
+    User.__table__.c.token_version,
+    exists().where(RevokedToken.__table__.c.jti == bindparam("jti", type_=String)),
+).where(User.__table__.c.id == bindparam("user_id", type_=Integer))
+
+
+async def get_token_standing(
+    connection: AsyncConnection, user_id: int, jti: str
+) -> TokenStanding | None:
+    """The user's current token version and whether `jti` was logged out; None when the
+    user does not exist."""
+    row = (await connection.execute(_TOKEN_STANDING, {"user_id": user_id, "jti": jti})).first()
+    return TokenStanding(row[0], bool(row[1])) if row is not None else None
 
 
 async def revoke_token(session: AsyncSession, jti: str, expires_at: datetime) -> None:

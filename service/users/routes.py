@@ -99,7 +99,7 @@ async def _register(data: UserRegister, taken_error: type[APIError]) -> tuple[Us
         raise await _taken_meanwhile(
             session, taken_error, email=data.email, username=data.username
         ) from None
-    return user, create_token(current_app.extensions["settings"], user.id)
+    return user, create_token(current_app.extensions["settings"], user.id, user.token_version)
 
 
 async def _login(data: UserLogin) -> tuple[User, str]:
@@ -108,7 +108,7 @@ async def _login(data: UserLogin) -> tuple[User, str]:
     if not await verify_password(user.password_hash if user else None, data.password):
         raise Unauthorized(WRONG_CREDENTIALS)
     assert user is not None
-    return user, create_token(current_app.extensions["settings"], user.id)
+    return user, create_token(current_app.extensions["settings"], user.id, user.token_version)
 
 
 @blueprint.post("/users", strict_slashes=False)
@@ -183,10 +183,13 @@ async def update_current_user(data: UserUpdate) -> UserEnvelope:
     )
     if taken:
         raise _taken(taken, Unprocessable)
+    # A new password or email revokes every earlier token: whoever held one (stolen, or
+    # on another device) must log in with the new credentials.
+    credentials_change = "password" in changes or changes.get("email", user.email) != user.email
     if "password" in changes:
         changes["password_hash"] = await hash_password(changes.pop("password"))  # type: ignore[arg-type]
     try:
-        await queries.update_user(session, user, **changes)
+        await queries.update_user(session, user, revoke_tokens=credentials_change, **changes)
         await session.commit()
     except IntegrityError:  # a concurrent request took the email or username
         raise await _taken_meanwhile(
@@ -196,6 +199,8 @@ async def update_current_user(data: UserUpdate) -> UserEnvelope:
             username=changes.get("username"),  # type: ignore[arg-type]
             except_user_id=user.id,
         ) from None
+    if credentials_change:  # the caller's own token is revoked too: here is its successor
+        token = create_token(current_app.extensions["settings"], user.id, user.token_version)
     return UserEnvelope(user=user_out(user, token))
 
 

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from pydantic import BaseModel, EmailStr, Field, field_validator
+from pydantic import AfterValidator, BaseModel, EmailStr, Field, field_validator
 
 from service.fields import text_field
 from service.realworld import EnvelopedInput
@@ -15,7 +16,23 @@ Username = Annotated[
 Email = Annotated[EmailStr, Field(json_schema_extra={"format": "idn-email"})]
 Password = text_field(256, min_length=8)
 Bio = text_field(10_000)
-ImageUrl = text_field(2048)
+# Only http and https: front ends put `image` into <img src> or a link, where a
+# `javascript:` or `data:` URL would run or show whatever the user chose. "" clears it.
+IMAGE_URL_PATTERN = r"^(?:[Hh][Tt][Tt][Pp][Ss]?://[^\x00-\x20\x7f]+)?$"
+_IMAGE_URL = re.compile(IMAGE_URL_PATTERN)
+
+
+def _http_url(value: str) -> str:
+    if not _IMAGE_URL.fullmatch(value):  # fullmatch: `$` alone lets a trailing newline by
+        raise ValueError("must be an http or https URL")
+    return value
+
+
+ImageUrl = Annotated[
+    str,
+    Field(strict=True, max_length=2048, json_schema_extra={"pattern": IMAGE_URL_PATTERN}),
+    AfterValidator(_http_url),
+]
 
 
 class UserRegister(EnvelopedInput):
