@@ -4,6 +4,7 @@ claims is the same 401 as any bad token, decided before the database is asked.""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -116,6 +117,26 @@ async def test_a_token_without_a_version_is_version_0(
     assert (await update(client, unversioned, password="a brand new passphrase")).status_code == 200
 
     assert (await me(client, unversioned)).status_code == 401
+
+
+async def test_concurrent_changes_each_raise_the_version(
+    app: Quart, client: QuartClient, session: AsyncSession
+) -> None:
+    """Both requests read version 0; raised in SQL, the second commit makes it 2, so the
+    first answer's token (version 1) dies with the second change."""
+    user = await make_user(session)
+    token = token_for(app, user)
+
+    answers = await asyncio.gather(
+        update(client, token, password="first new passphrase"),
+        update(client, token, email="second@example.com"),
+    )
+
+    assert [answer.status_code for answer in answers] == [200, 200]
+    assert (await stored_user(session, user.id)).token_version == 2
+    fresh = [(await answer.get_json())["user"]["token"] for answer in answers]
+    working = [(await me(client, token)).status_code == 200 for token in fresh]
+    assert sorted(working) == [False, True]
 
 
 async def test_a_failed_change_revokes_nothing(
