@@ -28,10 +28,25 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 logger = logging.getLogger("service")
 
 
+class DatabaseNotReady(Exception):
+    """The database a command needs is missing or out of reach: one line, exit 1 (2 is for
+    a bad setting; this one may be fixed by creating the database or by waiting)."""
+
+
+def _require_database(settings: Settings) -> None:
+    from service.db import connection_problem
+
+    problem = asyncio.run(connection_problem(settings))
+    if problem is not None:
+        raise DatabaseNotReady(problem)
+
+
 def migrate(settings: Settings) -> None:
     from alembic import command
     from alembic.config import Config
 
+    # Checked first, so that only a migration's own failure ends in a traceback.
+    _require_database(settings)
     config = Config(str(PROJECT_ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(PROJECT_ROOT / "alembic"))
     config.attributes["database_url"] = settings.database_url
@@ -40,9 +55,11 @@ def migrate(settings: Settings) -> None:
 
 
 async def _seed(settings: Settings) -> int:
+    from sqlalchemy.exc import DBAPIError
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from service.db import make_engine
+    from service.errors import database_mistake
     from service.products.queries import seed_sample_products
 
     engine = make_engine(settings)
@@ -51,11 +68,17 @@ async def _seed(settings: Settings) -> int:
             inserted = await seed_sample_products(session)
             await session.commit()
         return inserted
+    except DBAPIError as error:
+        mistake = database_mistake(error)  # not migrated yet
+        if mistake is None:
+            raise
+        raise DatabaseNotReady(mistake) from None
     finally:
         await engine.dispose()
 
 
 def seed(settings: Settings) -> None:
+    _require_database(settings)
     inserted = asyncio.run(_seed(settings))
     if inserted:
         logger.info("seeded %d sample products", inserted)
@@ -234,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(error.code, file=sys.stderr)
         return 2
+    except DatabaseNotReady as error:
+        print(f"{args.command}: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

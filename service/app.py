@@ -22,6 +22,7 @@ from service.config import Settings, load_settings
 from service.db import init_database
 from service.errors import BadRequest, UnsupportedMediaType, register_error_handlers
 from service.fields import PathSegmentConverter
+from service.health.readiness import init_database_probe
 from service.logs import configure_logging, mask_url_passwords
 from service.metrics import UNMATCHED_ROUTE, process_exited, publish_process_metrics_forever
 from service.middleware import ROUTE_TEMPLATE_KEY, RequestContextMiddleware
@@ -148,6 +149,7 @@ def create_app(settings: Settings | None = None, *, owns_telemetry: bool = False
     app.before_request(_require_json_body)
 
     init_database(app, settings)
+    init_database_probe(app, settings)
     init_queue(app, settings)
     init_rate_limits(app, settings)
 

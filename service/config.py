@@ -19,6 +19,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 DEFAULT_SECRET_KEY = "dev-insecure-secret-key-change-me-in-production"  # noqa: S105 - refused in production
 MIN_SECRET_KEY_BYTES = 32  # HS256 wants a key at least as long as its hash (RFC 7518)
@@ -71,6 +73,35 @@ def to_async_database_url(url: str) -> str:
             return "postgresql+asyncpg://" + url[len(prefix) :]
     if url.startswith("sqlite://"):
         return "sqlite+aiosqlite://" + url[len("sqlite://") :]
+    return url
+
+
+# The drivers the service is built and tested with (requirements.txt); to_async_database_url
+# turns the usual spellings into these.
+SUPPORTED_DATABASE_DRIVERS = ("postgresql+asyncpg", "sqlite+aiosqlite")
+DATABASE_URL_FORMS = "postgresql://user:password@host:5432/name or sqlite:///path/to/file.db"
+
+
+def check_database_url(url: str) -> str:
+    """`url` if SQLAlchemy can parse it and it names a supported driver; else ValueError.
+
+    Checked here, so that a typo is the one-line configuration error at start-up instead
+    of a traceback from the first connection. The messages never quote the URL: a
+    malformed one may hold the password where a host or a port was expected.
+    """
+    try:
+        parsed = make_url(url)
+        port = parsed.port  # int() of the text after the host's ":"
+    except ArgumentError:
+        raise ValueError(f"not a database URL; expected {DATABASE_URL_FORMS}") from None
+    except ValueError:
+        raise ValueError("the port is not a number") from None
+    if parsed.drivername not in SUPPORTED_DATABASE_DRIVERS:
+        raise ValueError(
+            f"unsupported database {parsed.drivername!r}; expected {DATABASE_URL_FORMS}"
+        )
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError("the port must be between 1 and 65535")
     return url
 
 
@@ -149,7 +180,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str) -> str:
-        return to_async_database_url(value.strip())
+        return check_database_url(to_async_database_url(value.strip()))
 
     @field_validator(
         "redis_url", "metrics_port", "fault_endpoints_enabled", "api_docs_enabled", mode="before"
@@ -261,6 +292,10 @@ def weak_secret_key_problem(key: str) -> str | None:
     return None
 
 
+# Settings whose value may hold a secret: a problem names the variable, never the value.
+_NEVER_ECHOED = ("SECRET_KEY", "DATABASE_URL")
+
+
 def _describe(error: ValidationError) -> str:
     problems = []
     for item in error.errors():
@@ -268,7 +303,7 @@ def _describe(error: ValidationError) -> str:
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] in ("missing", "value_error") and not item["loc"]:
             problems.append(message)
-        elif name == "SECRET_KEY":
+        elif name in _NEVER_ECHOED:
             problems.append(f"{name}: {message}")
         else:
             problems.append(f"{name}: {message} (got {item.get('input')!r})")

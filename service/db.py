@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shlex
+import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from quart import Quart, current_app, g
 from sqlalchemy import MetaData, event, text
-from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -183,17 +185,6 @@ def writing_one_statement() -> AsyncConnection:
     return get_database().autocommit_engine.connect()
 
 
-async def ping_database(engine: AsyncEngine, within_seconds: float) -> bool:
-    """True when `SELECT 1` answers within `within_seconds`."""
-    try:
-        async with asyncio.timeout(within_seconds):
-            async with engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
-        return True
-    except Exception:
-        return False
-
-
 async def insert_ignoring_duplicates(session: AsyncSession, table: Any, values: list[dict]) -> None:
     """INSERT ... ON CONFLICT DO NOTHING on PostgreSQL and SQLite alike."""
     if not values:
@@ -203,3 +194,55 @@ async def insert_ignoring_duplicates(session: AsyncSession, table: Any, values: 
     else:
         from sqlalchemy.dialects.sqlite import insert
     await session.execute(insert(table).values(values).on_conflict_do_nothing())
+
+
+async def connection_problem(settings: Settings) -> str | None:
+    """None when the database answers; else one line saying what is wrong and what to do.
+
+    For the commands (`migrate`, `seed`), which otherwise end in a driver's traceback of a
+    hundred lines or more. The line never holds the password.
+    """
+    url = make_url(settings.database_url)
+    if settings.is_sqlite:
+        # The stdlib driver: aiosqlite, failing to open a file, answers from its thread
+        # after asyncio.run() has closed the loop, which prints a traceback of its own.
+        return await asyncio.to_thread(_sqlite_problem, url.database or ":memory:")
+    where = _server(url)
+    engine = make_engine(settings)
+    try:
+        async with asyncio.timeout(settings.db_connect_timeout + 1):
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+    except DBAPIError as error:
+        if getattr(error.orig, "sqlstate", None) == "3D000":
+            return (
+                f'database "{url.database}" does not exist on {where}: create it '
+                f"(`{_createdb_command(url)}`), then run `python -m service migrate`"
+            )
+        message = str(error.orig).split("\n", 1)[0]
+        return f"{where} refused the connection: {message}"
+    except (OSError, TimeoutError) as error:
+        reason = str(error) or f"no answer within {settings.db_connect_timeout:g} s"
+        return f"cannot reach {where}: {reason}"
+    finally:
+        await engine.dispose()
+    return None
+
+
+def _sqlite_problem(path: str) -> str | None:
+    try:
+        with contextlib.closing(sqlite3.connect(path)) as connection:
+            connection.execute("SELECT 1")
+    except sqlite3.Error as error:
+        return f"cannot open the SQLite file {path}: {error}"
+    return None
+
+
+def _server(url: URL) -> str:
+    return f"the PostgreSQL server at {url.host or 'localhost'}:{url.port or 5432}"
+
+
+def _createdb_command(url: URL) -> str:
+    options = [("-h", url.host), ("-p", url.port), ("-U", url.username)]
+    words = ["createdb"] + [f"{flag} {value}" for flag, value in options if value]
+    return " ".join([*words, shlex.quote(url.database or "")])

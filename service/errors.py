@@ -207,8 +207,35 @@ async def _http_error(error: HTTPException) -> Response:
     return error_response(status, message, headers=headers)
 
 
+MIGRATE_HINT = "run `python -m service migrate`"
+
+
+def database_mistake(error: BaseException) -> str | None:
+    """One line for the log when `error` says the database or its schema is missing (a
+    deployment step left out, not a bug and not an outage); None for any other error.
+
+    PostgreSQL: 3D000 (no such database), 42P01 (no such table), 42703 (no such column, a
+    migration missing: the SQL comes from the models). SQLite says it in words.
+    """
+    original = getattr(error, "orig", None) or error
+    sqlstate = getattr(original, "sqlstate", None) or ""
+    message = str(original).split("\n", 1)[0]
+    if sqlstate == "3D000":
+        return f"database missing ({message}): create it, then {MIGRATE_HINT}"
+    if sqlstate == "42P01" or message.startswith("no such table"):
+        return f"database schema missing ({message}): {MIGRATE_HINT}"
+    if sqlstate == "42703" or message.startswith("no such column"):
+        return f"database schema behind the code ({message}): {MIGRATE_HINT}"
+    return None
+
+
 async def _database_unavailable(error: Exception) -> Response:
-    logger.warning("database unavailable: %s", type(error).__name__)
+    mistake = database_mistake(error)
+    if mistake is None:
+        logger.warning("database unavailable: %s", type(error).__name__)
+    else:
+        # Every request fails until someone acts: an ERROR, which the alerts count.
+        logger.error(mistake)
     return error_response(503, "database unavailable, try again later")
 
 
@@ -225,7 +252,11 @@ _DATA_EXCEPTION_SQLSTATE = "22"
 
 async def _database_error(error: sa_exc.DBAPIError) -> Response:
     sqlstate = getattr(error.orig, "sqlstate", None) or ""
-    if error.connection_invalidated or sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
+    if (
+        error.connection_invalidated
+        or sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+        or database_mistake(error) is not None
+    ):
         return await _database_unavailable(error)
     if sqlstate.startswith(_DATA_EXCEPTION_SQLSTATE):
         return await _data_error(error)

@@ -92,6 +92,12 @@ def test_environment_values_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
         ("RATE_LIMIT_REGISTER_PER_IP", "5/fortnight"),
         ("RATE_LIMIT_REGISTER_PER_ACCOUNT", "5/minute;x"),
         ("RATE_LIMIT_TRUSTED_PROXY_HOPS", "-1"),
+        ("DATABASE_URL", "nonsense"),
+        ("DATABASE_URL", "postgresql://app:pw@db:notaport/app"),
+        ("DATABASE_URL", "postgresql://app:pw@db:99999/app"),
+        ("DATABASE_URL", "mysql://app:pw@db/app"),
+        ("DATABASE_URL", "sqlite+pysqlite:///local.db"),
+        ("DATABASE_URL", ""),
     ],
 )
 def test_a_bad_value_names_the_variable(
@@ -125,6 +131,25 @@ def test_the_secret_is_not_echoed_in_errors(monkeypatch: pytest.MonkeyPatch) -> 
         load_settings()
 
     assert "x" * 40 not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app:pw-never-shown@db:notaport/app",
+        # No host: the password where the port would be.
+        "postgresql://app:pw-never-shown/app",
+        "mysql://app:pw-never-shown@db/app",
+    ],
+)
+def test_a_malformed_database_url_is_not_echoed(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("DATABASE_URL", url)
+
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+
+    assert raised.value.message.startswith("DATABASE_URL: ")
+    assert "pw-never-shown" not in str(raised.value)
 
 
 def test_a_short_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

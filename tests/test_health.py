@@ -91,7 +91,7 @@ async def test_liveness_and_readiness(client: QuartClient) -> None:
     assert readiness.status_code == 200
     assert await readiness.get_json() == {
         "status": "ready",
-        "checks": {"database": "ok", "redis": "ok"},
+        "checks": {"database": "ok", "schema": "ok", "redis": "ok"},
     }
 
 
@@ -109,7 +109,8 @@ async def test_database_down_is_a_quick_503() -> None:
 
         readiness = await client.get("/readyz")
         assert readiness.status_code == 503
-        assert (await readiness.get_json())["checks"]["database"] == "failing"
+        checks = (await readiness.get_json())["checks"]
+        assert checks["database"] == "failing" and checks["schema"] == "not checked"
 
         liveness = await client.get("/healthz")
         assert liveness.status_code == 200
@@ -149,7 +150,7 @@ async def test_redis_down_is_reported_by_readiness_without_failing_it() -> None:
         assert readiness.status_code == 200
         assert await readiness.get_json() == {
             "status": "ready",
-            "checks": {"database": "ok", "redis": "failing"},
+            "checks": {"database": "ok", "schema": "ok", "redis": "failing"},
         }
 
         health = await client.get("/health")
@@ -164,7 +165,7 @@ async def test_readiness_without_redis_configured() -> None:
     assert readiness.status_code == 200
     assert await readiness.get_json() == {
         "status": "ready",
-        "checks": {"database": "ok", "redis": "not configured"},
+        "checks": {"database": "ok", "schema": "ok", "redis": "not configured"},
     }
 
 

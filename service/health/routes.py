@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from quart import Blueprint, Response, current_app
 from quart_schema import hide, validate_response
 
-from service.db import get_database, ping_database
+from service.health.readiness import check_database
 from service.health.schemas import (
     BackgroundHealthOut,
     DependenciesOut,
@@ -24,7 +24,7 @@ CHECK_TIMEOUT_SECONDS = 1.5
 
 
 async def _database_ok() -> bool:
-    return await ping_database(get_database().engine, CHECK_TIMEOUT_SECONDS)
+    return (await check_database()).reachable
 
 
 async def _redis_ok() -> bool | None:
@@ -67,14 +67,15 @@ async def liveness() -> LivenessOut:
 @validate_response(ReadinessOut, 200)
 @validate_response(ReadinessOut, 503)
 async def readiness() -> tuple[ReadinessOut, int]:
-    database_ok, redis_ok = await asyncio.gather(_database_ok(), _redis_ok())
+    database, redis_ok = await asyncio.gather(check_database(), _redis_ok())
     checks = {
-        "database": "ok" if database_ok else "failing",
+        "database": "ok" if database.reachable else "failing",
+        "schema": database.schema,  # behind the code: every request would fail
         "redis": "not configured" if redis_ok is None else ("ok" if redis_ok else "failing"),
     }
     # Only the database decides: without Redis only exports are refused (503) while reads
     # and writes go on, and a failing readiness would take every pod out of the Service.
-    ready = bool(database_ok)
+    ready = database.ready
     return ReadinessOut(status="ready" if ready else "not ready", checks=checks), (
         200 if ready else 503
     )

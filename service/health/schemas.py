@@ -20,7 +20,9 @@ class LivenessOut(BaseModel):
 
 class ReadinessOut(BaseModel):
     status: Literal["ready", "not ready"]
-    checks: dict[str, Literal["ok", "failing", "not configured"]]
+    # database and redis: "ok", "failing" or "not configured"; schema: "ok", "missing (...)",
+    # "behind (0003 < 0004)", "ahead (0005 > 0004)" (still ready) or "not checked".
+    checks: dict[str, str]
 
 
 class BackgroundHealthOut(BaseModel):
