@@ -27,6 +27,7 @@ from service.config import Settings
 from service.db import reading
 from service.errors import APIError
 from service.openapi import token_required
+from service.users.passwords import normalize_password
 from service.users.queries import get_token_standing
 
 JWT_ALGORITHM = "HS256"
@@ -76,17 +77,26 @@ class _Claims(BaseModel):
 
 
 async def hash_password(password: str) -> str:
-    return await asyncio.to_thread(_hasher.hash, password)
+    return await asyncio.to_thread(_hasher.hash, normalize_password(password))
 
 
 async def verify_password(password_hash: str | None, password: str) -> bool:
     """Constant work whether or not the user exists: pass None for an unknown user."""
+    # The NFKC form first (how passwords are hashed now), then the password as typed,
+    # which is how hashes made before normalising were made. The work depends only on
+    # the password sent, never on the account, so it tells nothing about the account.
+    candidates = dict.fromkeys((normalize_password(password), password))
 
     def verify() -> bool:
-        try:
-            return _hasher.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
-        except (VerificationError, InvalidHashError):
-            return False
+        for candidate in candidates:
+            try:
+                if _hasher.verify(password_hash or _DUMMY_HASH, candidate):
+                    return bool(password_hash)
+            except VerificationError:
+                continue
+            except InvalidHashError:
+                return False
+        return False
 
     return await asyncio.to_thread(verify)
 

@@ -170,9 +170,16 @@ class Settings(BaseSettings):
     # none), per client IP and per account (the email, and the username on registration).
     rate_limit_enabled: bool = True
     rate_limit_login_per_ip: str = "30/minute"
-    rate_limit_login_per_account: str = "10/minute"
+    # Logins per (email, client IP), and per email from all addresses: the looser ceiling,
+    # so one address alone cannot lock a user out (service/ratelimit.py).
+    rate_limit_login_per_account_and_ip: str = "10/minute"
+    rate_limit_login_per_account: str = "50/minute"
     rate_limit_register_per_ip: str = "10/minute"
     rate_limit_register_per_account: str = "5/minute"
+    # Changes of a user's email through PUT /api/user ("already taken" tells whether an
+    # address has an account, like registering does).
+    rate_limit_email_change_per_ip: str = "10/minute"
+    rate_limit_email_change_per_user: str = "5/minute"
     # Proxies in front that append to X-Forwarded-For (1 behind Caddy or an Ingress);
     # 0: the client is the socket's peer and the header is ignored.
     rate_limit_trusted_proxy_hops: int = Field(default=0, ge=0, le=10)
@@ -196,9 +203,12 @@ class Settings(BaseSettings):
 
     @field_validator(
         "rate_limit_login_per_ip",
+        "rate_limit_login_per_account_and_ip",
         "rate_limit_login_per_account",
         "rate_limit_register_per_ip",
         "rate_limit_register_per_account",
+        "rate_limit_email_change_per_ip",
+        "rate_limit_email_change_per_user",
     )
     @classmethod
     def _rate_limits_parse(cls, value: str) -> str:

@@ -1,10 +1,16 @@
-"""Rate limits on login and registration, counted by the `limits` library.
+"""Rate limits on login, registration and email changes, counted by the `limits` library.
 
 Every attempt on a limited route counts against the client's IP address and against
-the account it names (the email; on registration the username too), in moving windows
-(RATE_LIMIT_* settings). The counts live in Redis when REDIS_URL is set, so that every
-API process shares them, else in this process's memory. Over a limit the answer is 429
-with `Retry-After`, in the usual error shape.
+the account it names (the email; on registration the username too; on an email change
+the user making it), in moving windows (RATE_LIMIT_* settings). A login also counts
+against the pair (account, client IP), with a tighter limit than the account's own:
+one address guessing a password is stopped long before the account is, so a stranger
+cannot lock a user out from one address (it takes the account limit divided by the
+pair limit, 5 by default, each guessing at full speed).
+
+The counts live in Redis when REDIS_URL is set, so that every API process shares them,
+else in this process's memory. Over a limit the answer is 429 with `Retry-After`, in
+the usual error shape.
 
 When Redis fails, the counts move to this process's memory for a while, with one
 warning: a Redis outage neither turns logins into 500s nor switches the limits off.
@@ -33,7 +39,7 @@ from service.errors import APIError, error_response
 
 logger = logging.getLogger(__name__)
 
-RouteGroup = Literal["login", "register"]
+RouteGroup = Literal["login", "register", "email_change"]
 # A login must not hang on a stuck Redis: each call gives up after this long, and the
 # whole check after twice that, and the limiter falls back to memory.
 REDIS_TIMEOUT_SECONDS = 0.5
@@ -74,6 +80,13 @@ class RateLimiter:
             ("login", "account"): parse_rate_limits(settings.rate_limit_login_per_account),
             ("register", "ip"): parse_rate_limits(settings.rate_limit_register_per_ip),
             ("register", "account"): parse_rate_limits(settings.rate_limit_register_per_account),
+            ("login", "account_ip"): parse_rate_limits(
+                settings.rate_limit_login_per_account_and_ip
+            ),
+            ("email_change", "ip"): parse_rate_limits(settings.rate_limit_email_change_per_ip),
+            ("email_change", "account"): parse_rate_limits(
+                settings.rate_limit_email_change_per_user
+            ),
         }
         self.trusted_proxy_hops = settings.rate_limit_trusted_proxy_hops
         self.redis_url = settings.redis_url
@@ -107,8 +120,12 @@ class RateLimiter:
 
     async def check(self, group: RouteGroup, accounts: Iterable[str]) -> None:
         """Count this attempt; raise TooManyRequests when the IP or an account is over."""
-        keys = [("ip", client_ip(self.trusted_proxy_hops))]
-        keys += [("account", account_key(account)) for account in accounts]
+        ip = client_ip(self.trusted_proxy_hops)
+        keys = [("ip", ip)]
+        for account in accounts:
+            if (group, "account_ip") in self.limits:
+                keys.append(("account_ip", f"{account_key(account)}:{ip}"))
+            keys.append(("account", account_key(account)))
         if self.shared is not None and time.monotonic() >= self.redis_retry_at:
             try:
                 async with asyncio.timeout(2 * REDIS_TIMEOUT_SECONDS):
@@ -125,7 +142,9 @@ class RateLimiter:
     async def _hit(
         self, limiter: MovingWindowRateLimiter, group: RouteGroup, keys: list[tuple[str, str]]
     ) -> None:
-        # IP first: a client over its IP limit does not use up the accounts' attempts.
+        # IP first: a client over its IP limit does not use up the accounts' attempts; and
+        # the pair (account, IP) before the account: an address over its own limit for an
+        # account does not use up that account's attempts, which its owner needs.
         for kind, key in keys:
             for item in self.limits[(group, kind)]:
                 if not await limiter.hit(item, group, kind, key):
@@ -160,6 +179,14 @@ def init_rate_limits(app: Quart, settings: Settings) -> None:
     app.after_serving(limiter.close)
 
 
+async def count_attempt(group: RouteGroup, accounts: Iterable[str]) -> None:
+    """Count an attempt of this request (nothing when rate limits are off); raise
+    TooManyRequests over a limit. For views that know the accounts only once they run."""
+    limiter: RateLimiter | None = current_app.extensions.get("rate_limiter")
+    if limiter is not None:
+        await limiter.check(group, accounts)
+
+
 def rate_limit(
     group: RouteGroup, *, accounts: Callable[[Any], Iterable[str]]
 ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
@@ -169,9 +196,7 @@ def rate_limit(
     def decorator(view: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         @wraps(view)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            limiter: RateLimiter | None = current_app.extensions.get("rate_limiter")
-            if limiter is not None:
-                await limiter.check(group, accounts(kwargs["data"]))
+            await count_attempt(group, accounts(kwargs["data"]))
             return await view(*args, **kwargs)
 
         return wrapper

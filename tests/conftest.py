@@ -147,8 +147,11 @@ def make_settings(**overrides: Any) -> Settings:
         # above what it does (tests/test_ratelimit.py makes apps with tight ones).
         "rate_limit_login_per_ip": "100000/minute",
         "rate_limit_login_per_account": "100000/minute",
+        "rate_limit_login_per_account_and_ip": "100000/minute",
         "rate_limit_register_per_ip": "100000/minute",
         "rate_limit_register_per_account": "100000/minute",
+        "rate_limit_email_change_per_ip": "100000/minute",
+        "rate_limit_email_change_per_user": "100000/minute",
     }
     values.update(overrides)
     return Settings(**values)

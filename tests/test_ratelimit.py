@@ -26,7 +26,7 @@ from service.app import create_app
 from service.config import load_settings
 from service.users.models import User
 from tests.conftest import make_settings
-from tests.factories import FACTORY_PASSWORD, make_user
+from tests.factories import FACTORY_PASSWORD, auth_headers, make_user
 from tests.processes import free_port
 
 LOGIN_PATHS = ["/api/login", "/api/users/login"]
@@ -48,8 +48,11 @@ async def limited_app(**overrides: Any) -> AsyncIterator[Quart]:
     values: dict[str, Any] = {
         "rate_limit_login_per_ip": GENEROUS,
         "rate_limit_login_per_account": GENEROUS,
+        "rate_limit_login_per_account_and_ip": GENEROUS,
         "rate_limit_register_per_ip": GENEROUS,
         "rate_limit_register_per_account": GENEROUS,
+        "rate_limit_email_change_per_ip": GENEROUS,
+        "rate_limit_email_change_per_user": GENEROUS,
     }
     values.update(overrides)
     app = create_app(make_settings(**values))
@@ -161,6 +164,43 @@ async def test_retry_after_is_how_long_to_wait(session: AsyncSession) -> None:
     assert after_waiting.status_code == 200
 
 
+async def test_a_guesser_at_one_address_cannot_lock_the_user_out(session: AsyncSession) -> None:
+    """Wrong passwords for one account from one address are stopped at the pair's limit;
+    the owner, from another address, still logs in. Attempts refused at the pair's limit
+    do not count against the account's (looser) ceiling either."""
+    user = await make_user(session, email=new_email())
+    attacker, owner = new_ip(), new_ip()
+    async with limited_app(
+        rate_limit_login_per_account_and_ip="3/minute", rate_limit_login_per_account="5/minute"
+    ) as app:
+        client = app.test_client()
+        guesses = [await log_in(client, user.email, attacker) for _ in range(10)]
+        with_the_password_there = await log_in(client, user.email, attacker, FACTORY_PASSWORD)
+
+        owner_logs_in = await log_in(client, user.email, owner, FACTORY_PASSWORD)
+
+    assert [guess.status_code for guess in guesses[:3]] == [401, 401, 401]
+    for refused in [*guesses[3:], with_the_password_there]:
+        await assert_too_many(refused)
+    assert owner_logs_in.status_code == 200, await owner_logs_in.get_data(as_text=True)
+
+
+async def test_guessing_from_many_addresses_meets_the_account_ceiling(
+    session: AsyncSession,
+) -> None:
+    user = await make_user(session, email=new_email())
+    async with limited_app(
+        rate_limit_login_per_account_and_ip="2/minute", rate_limit_login_per_account="4/minute"
+    ) as app:
+        client = app.test_client()
+        guesses = [await log_in(client, user.email, ip) for ip in [new_ip(), new_ip()] * 2]
+
+        from_a_new_address = await log_in(client, user.email, new_ip(), FACTORY_PASSWORD)
+
+    assert [guess.status_code for guess in guesses] == [401] * 4
+    await assert_too_many(from_a_new_address)
+
+
 # --- registration -------------------------------------------------------------------------
 
 
@@ -198,6 +238,52 @@ async def test_registering_one_email_or_username_again_and_again_is_429(
     assert (first.status_code, taken.status_code) == (201, 422)
     await assert_too_many(refused)
     assert await user_count(session) == 1
+
+
+# --- email changes ------------------------------------------------------------------------
+
+
+async def change_email(app: Quart, user: User, email: str, ip: str) -> Response:
+    return await app.test_client().put(
+        "/api/user",
+        json={"user": {"email": email}},
+        headers=auth_headers(app, user),
+        scope_base={"client": (ip, 40000)},
+    )
+
+
+async def test_probing_emails_through_the_profile_is_429_per_user(session: AsyncSession) -> None:
+    """`already taken` tells whether an address has an account: trying address after
+    address is limited, from any IP; other changes of the profile are not."""
+    user = await make_user(session, email=new_email())
+    others = [await make_user(session, email=new_email()) for _ in range(3)]
+    async with limited_app(rate_limit_email_change_per_user="2/minute") as app:
+        probes = [await change_email(app, user, other.email, new_ip()) for other in others]
+        own_email_again = await change_email(app, user, user.email, new_ip())
+        bio = await app.test_client().put(
+            "/api/user", json={"user": {"bio": "still me"}}, headers=auth_headers(app, user)
+        )
+        another_user = await change_email(app, others[0], new_email(), new_ip())
+
+    assert [probe.status_code for probe in probes[:2]] == [422, 422]
+    await assert_too_many(probes[2])
+    assert own_email_again.status_code == 200
+    assert bio.status_code == 200
+    assert another_user.status_code == 200
+
+
+async def test_probing_emails_through_the_profile_is_429_per_ip(session: AsyncSession) -> None:
+    """Many accounts of one prober, one address."""
+    ip = new_ip()
+    taken = await make_user(session, email=new_email())
+    probers = [await make_user(session, email=new_email()) for _ in range(3)]
+    async with limited_app(rate_limit_email_change_per_ip="2/minute") as app:
+        probes = [await change_email(app, prober, taken.email, ip) for prober in probers]
+        other_address = await change_email(app, probers[2], taken.email, new_ip())
+
+    assert [probe.status_code for probe in probes[:2]] == [422, 422]
+    await assert_too_many(probes[2])
+    assert other_address.status_code == 422
 
 
 # --- client address -----------------------------------------------------------------------

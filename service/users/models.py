@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Index, String, Text, func
+from sqlalchemy import DateTime, ForeignKey, Index, String, Text, func, literal_column
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.db import Base, utc_now
@@ -11,7 +11,9 @@ from service.db import Base, utc_now
 class User(Base):
     __tablename__ = "users"
     # `Race1` and `race1` are one name; profiles are still found by the exact stored name.
-    __table_args__ = (Index("uq_users_username_lower", func.lower("username"), unique=True),)
+    __table_args__ = (
+        Index("uq_users_username_lower", func.lower(literal_column("username")), unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)  # stored lower-cased

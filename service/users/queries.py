@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Integer, String, bindparam, delete, exists, literal, select
+from sqlalchemy import Integer, String, bindparam, delete, exists, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from service.db import insert_ignoring_duplicates
@@ -35,8 +35,9 @@ async def taken_fields(
         if email is not None
         else literal(False)
     )
+    # Case-insensitive, like the unique index on lower(username): `Race1` takes `race1`.
     username_taken = (
-        exists().where(User.username == username, User.id != except_user_id)
+        exists().where(func.lower(User.username) == username.lower(), User.id != except_user_id)
         if username is not None
         else literal(False)
     )

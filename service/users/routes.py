@@ -21,9 +21,10 @@ from service.auth import (
 from service.db import get_session
 from service.errors import APIError, Conflict, NotFound, Unprocessable
 from service.openapi import documents_errors, token_optional
-from service.ratelimit import rate_limit
+from service.ratelimit import count_attempt, rate_limit
 from service.users import queries
 from service.users.models import User
+from service.users.passwords import password_problem
 from service.users.schemas import (
     MessageOut,
     ProfileEnvelope,
@@ -66,6 +67,14 @@ def _taken(fields: list[str], error_class: type[APIError]) -> APIError:
     return error_class(f"{' and '.join(fields)} already taken", details=details)
 
 
+def _refuse_weak_password(password: str, *, email: str, username: str) -> None:
+    problem = password_problem(password, email=email, username=username)
+    if problem is not None:
+        raise Unprocessable(
+            f"password {problem}", details=[{"field": "password", "message": problem}]
+        )
+
+
 async def _taken_meanwhile(
     session: AsyncSession,
     error_class: type[APIError],
@@ -85,6 +94,7 @@ async def _taken_meanwhile(
 
 
 async def _register(data: UserRegister, taken_error: type[APIError]) -> tuple[User, str]:
+    _refuse_weak_password(data.password, email=data.email, username=data.username)
     session = get_session()
     taken = await queries.taken_fields(session, email=data.email, username=data.username)
     if taken:
@@ -168,12 +178,22 @@ async def current_user() -> UserEnvelope:
 
 
 @blueprint.put("/user", strict_slashes=False)
+@documents_errors(429)  # too many email changes
 @require_auth
 @validate_request(UserUpdate)
 @validate_response(UserEnvelope)
 async def update_current_user(data: UserUpdate) -> UserEnvelope:
     user, token = await _current_user()
     changes = data.changes()
+    # Each try at another email says whether it has an account: limited like registering.
+    if changes.get("email", user.email) != user.email:
+        await count_attempt("email_change", [f"user:{user.id}"])
+    if "password" in changes:
+        _refuse_weak_password(
+            changes["password"],  # type: ignore[arg-type]
+            email=changes.get("email", user.email),  # type: ignore[arg-type]
+            username=changes.get("username", user.username),  # type: ignore[arg-type]
+        )
     session = get_session()
     taken = await queries.taken_fields(
         session,
