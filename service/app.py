@@ -27,6 +27,7 @@ from service.logs import configure_logging, mask_url_passwords
 from service.metrics import UNMATCHED_ROUTE, process_exited, publish_process_metrics_forever
 from service.middleware import ROUTE_TEMPLATE_KEY, RequestContextMiddleware
 from service.openapi import ServiceOpenAPIProvider
+from service.proxy import require_allowed_host, trust_forwarded_headers
 from service.queue import init_queue
 from service.ratelimit import init_rate_limits
 from service.telemetry import (
@@ -145,6 +146,8 @@ def create_app(settings: Settings | None = None, *, owns_telemetry: bool = False
     app.json = ServiceJSONProvider(app)
     _register_blueprints(app)
     register_error_handlers(app)
+    if settings.allowed_host_set is not None:  # first: an unknown Host reaches nothing else
+        app.before_request(require_allowed_host(settings.allowed_host_set))
     app.before_request(_name_the_route)
     app.before_request(_require_json_body)
 
@@ -181,10 +184,12 @@ def create_app(settings: Settings | None = None, *, owns_telemetry: bool = False
             mask_url_passwords(settings.database_url),
         )
 
-    # Outermost the OpenTelemetry server span, so that request ids, access lines and
-    # metrics are all recorded inside it.
-    app.asgi_app = wrap_asgi(  # type: ignore[method-assign]
-        RequestContextMiddleware(app.asgi_app, environment=settings.app_env)
+    # Outermost the trusted proxies' X-Forwarded-* (client, scheme, Host), so that every
+    # layer reads the same request; then the OpenTelemetry server span, so that request
+    # ids, access lines and metrics are all recorded inside it.
+    app.asgi_app = trust_forwarded_headers(  # type: ignore[method-assign]
+        wrap_asgi(RequestContextMiddleware(app.asgi_app, environment=settings.app_env)),
+        settings.trusted_proxy_hops,
     )
     return app
 

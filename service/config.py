@@ -6,6 +6,7 @@ start-up with one line that names the variable (`ConfigError`).
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from typing import Literal
 
@@ -40,6 +41,8 @@ EXAMPLE_SECRET_KEYS = frozenset(
 MIN_SECRET_KEY_DISTINCT_CHARACTERS = 12
 GENERATE_SECRET_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(48))"'  # noqa: S105 - a command, not a key
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./service.db"
+# An ALLOWED_HOSTS entry: a name or IPv4 address, a bracketed IPv6 address, or "*".
+ALLOWED_HOST = re.compile(r"\*|[a-z0-9_.-]+|\[[0-9a-f:.]+\]", re.IGNORECASE)
 PRODUCTION_METRICS_PORT = 9100  # the API's /metrics listener when METRICS_PORT is unset
 
 
@@ -180,9 +183,20 @@ class Settings(BaseSettings):
     # address has an account, like registering does).
     rate_limit_email_change_per_ip: str = "10/minute"
     rate_limit_email_change_per_user: str = "5/minute"
-    # Proxies in front that append to X-Forwarded-For (1 behind Caddy or an Ingress);
-    # 0: the client is the socket's peer and the header is ignored.
-    rate_limit_trusted_proxy_hops: int = Field(default=0, ge=0, le=10)
+    # Proxies in front that append to X-Forwarded-For and set X-Forwarded-Proto/-Host (1
+    # behind Caddy or an Ingress): the client address, scheme and Host of logs, metrics,
+    # rate limits and the CSRF cookie are what the outermost one saw (service/proxy.py).
+    # 0: the socket's peer and scheme, and the headers are ignored. The old name
+    # RATE_LIMIT_TRUSTED_PROXY_HOPS still works, so existing deployments keep their value.
+    trusted_proxy_hops: int = Field(
+        default=0,
+        ge=0,
+        le=10,
+        validation_alias=AliasChoices("TRUSTED_PROXY_HOPS", "RATE_LIMIT_TRUSTED_PROXY_HOPS"),
+    )
+    # Comma-separated host names (no port) the service answers to, case-insensitive; any
+    # other Host header is a 400. Unset or "*": any host, refused in production.
+    allowed_hosts: str = ""
 
     @field_validator("database_url")
     @classmethod
@@ -233,6 +247,26 @@ class Settings(BaseSettings):
                 )
         return self
 
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: str) -> str:
+        for host in value.split(","):
+            if host.strip() and not ALLOWED_HOST.fullmatch(host.strip()):
+                raise ValueError(
+                    f"{host.strip()!r} is not a host name: list names without scheme or port"
+                    " (api.example.com,localhost), or '*'"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _allowed_hosts_in_production(self) -> Settings:
+        if self.app_env == "production" and self.allowed_host_set is None:
+            raise ValueError(
+                "ALLOWED_HOSTS must list the host names clients use (api.example.com,...)"
+                " when APP_ENV=production"
+            )
+        return self
+
     @model_validator(mode="after")
     def _credentials_only_for_listed_origins(self) -> Settings:
         if self.cors_allow_credentials and (
@@ -271,6 +305,14 @@ class Settings(BaseSettings):
         if self.api_docs_enabled is None:
             return self.app_env != "production"
         return self.api_docs_enabled
+
+    @cached_property
+    def allowed_host_set(self) -> frozenset[str] | None:
+        """ALLOWED_HOSTS lower-cased; None: any host (unset or "*")."""
+        hosts = frozenset(
+            host.strip().lower() for host in self.allowed_hosts.split(",") if host.strip()
+        )
+        return None if not hosts or "*" in hosts else hosts
 
     @cached_property
     def cors_origin_list(self) -> list[str]:

@@ -88,7 +88,6 @@ class RateLimiter:
                 settings.rate_limit_email_change_per_user
             ),
         }
-        self.trusted_proxy_hops = settings.rate_limit_trusted_proxy_hops
         self.redis_url = settings.redis_url
         self.key_prefix = f"{settings.service_name}:rate-limit"
         self.memory = MovingWindowRateLimiter(MemoryStorage())
@@ -120,7 +119,7 @@ class RateLimiter:
 
     async def check(self, group: RouteGroup, accounts: Iterable[str]) -> None:
         """Count this attempt; raise TooManyRequests when the IP or an account is over."""
-        ip = client_ip(self.trusted_proxy_hops)
+        ip = client_ip()
         keys = [("ip", ip)]
         for account in accounts:
             if (group, "account_ip") in self.limits:
@@ -152,19 +151,10 @@ class RateLimiter:
                     raise TooManyRequests(max(1, math.ceil(reset_at - time.time())))
 
 
-def client_ip(trusted_proxy_hops: int) -> str:
-    """The ASGI client address; behind N trusted proxies, the address the outermost one
-    saw (the Nth X-Forwarded-For entry from the right). Written here rather than
-    hypercorn's ProxyFixMiddleware so that only the limiter's key trusts the header."""
-    if trusted_proxy_hops:
-        forwarded = [
-            address.strip()
-            for header in request.headers.getlist("X-Forwarded-For")
-            for address in header.split(",")
-            if address.strip()
-        ]
-        if len(forwarded) >= trusted_proxy_hops:
-            return forwarded[-trusted_proxy_hops]
+def client_ip() -> str:
+    """The client's address: the socket's peer, or behind TRUSTED_PROXY_HOPS proxies the
+    address the outermost one saw (service/proxy.py has already put it in the scope), the
+    same address the access log shows."""
     client = request.scope.get("client")
     return str(client[0]) if client else "unknown"
 

@@ -143,6 +143,9 @@ def make_settings(**overrides: Any) -> Settings:
         "log_level": "INFO",
         "service_name": "test-service",
         "slow_endpoint_delay": 0.05,
+        # What the test client (localhost) and local servers (127.0.0.1) are called: the
+        # Host check runs in every test, and production-mode apps need a list anyway.
+        "allowed_hosts": "localhost,127.0.0.1",
         # The suite registers and logs in many users from one client: limits on, but far
         # above what it does (tests/test_ratelimit.py makes apps with tight ones).
         "rate_limit_login_per_ip": "100000/minute",

@@ -31,7 +31,16 @@ def service_env(**values: str) -> dict[str, str]:
     env = {
         key: value for key, value in os.environ.items() if not key.startswith(("DATABASE", "APP_"))
     }
-    env.update({"HOST": "127.0.0.1", "LOG_LEVEL": "INFO", "REDIS_URL": ""}, **values)
+    # ALLOWED_HOSTS: the names the tests reach a server by (as tests/conftest.py's apps).
+    env.update(
+        {
+            "HOST": "127.0.0.1",
+            "LOG_LEVEL": "INFO",
+            "REDIS_URL": "",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        },
+        **values,
+    )
     return env
 
 

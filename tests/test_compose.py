@@ -301,7 +301,8 @@ async def test_the_api_healthcheck_command_passes_against_a_running_server(
     probe = [sys.executable, *[part.replace(":8000/", f":{port}/") for part in command[2:]]]
 
     assert subprocess.run(probe, capture_output=True, timeout=30).returncode != 0  # nothing up
-    server = start_server(sqlite_env)
+    assigned, _ = env_example()  # compose's host list: the probe asks by 127.0.0.1
+    server = start_server({**sqlite_env, "ALLOWED_HOSTS": assigned["ALLOWED_HOSTS"]})
     await wait_until_up(f"http://127.0.0.1:{port}", server)
     assert subprocess.run(probe, capture_output=True, timeout=30).returncode == 0
     async with httpx.AsyncClient() as http:

@@ -22,6 +22,9 @@ SETTINGS_VARIABLES = (
     "MAX_CONTENT_LENGTH",
     "SLOW_ENDPOINT_DELAY",
     "SERVICE_NAME",
+    "ALLOWED_HOSTS",
+    "TRUSTED_PROXY_HOPS",
+    "RATE_LIMIT_TRUSTED_PROXY_HOPS",
 )
 
 
@@ -94,7 +97,9 @@ def test_environment_values_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
         ("RATE_LIMIT_LOGIN_PER_ACCOUNT_AND_IP", "ten"),
         ("RATE_LIMIT_EMAIL_CHANGE_PER_IP", "0/minute"),
         ("RATE_LIMIT_EMAIL_CHANGE_PER_USER", "5/eon"),
-        ("RATE_LIMIT_TRUSTED_PROXY_HOPS", "-1"),
+        ("TRUSTED_PROXY_HOPS", "-1"),
+        ("ALLOWED_HOSTS", "https://api.example.com"),
+        ("ALLOWED_HOSTS", "api.example.com:443"),
         ("DATABASE_URL", "nonsense"),
         ("DATABASE_URL", "postgresql://app:pw@db:notaport/app"),
         ("DATABASE_URL", "postgresql://app:pw@db:99999/app"),
@@ -117,6 +122,7 @@ def test_a_bad_value_names_the_variable(
 
 def test_production_refuses_the_default_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("ALLOWED_HOSTS", "api.example.com")
 
     with pytest.raises(ConfigError, match="SECRET_KEY"):
         load_settings()

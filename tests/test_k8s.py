@@ -493,6 +493,20 @@ def test_the_service_and_the_ingress_reach_the_api(overlay: str) -> None:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_api_answers_every_ingress_host_behind_one_trusted_hop(overlay: str) -> None:
+    """ALLOWED_HOSTS names each Ingress host (any other Host is a 400), and the ingress
+    controller is the one trusted proxy hop (its X-Forwarded-For and -Proto are honoured)."""
+    objects = render(overlay)
+    env = environment(objects, app_container(component(objects, "Deployment", "api")))
+    allowed = Settings(allowed_hosts=env.get("ALLOWED_HOSTS", "")).allowed_host_set
+    hosts = {
+        rule["host"] for ingress in of_kind(objects, "Ingress") for rule in ingress["spec"]["rules"]
+    }
+    assert hosts and allowed is not None and hosts <= allowed, (hosts, allowed)
+    assert env.get("TRUSTED_PROXY_HOPS") == "1"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_the_migration_job_is_bounded(overlay: str) -> None:
     """The Job runs `service migrate` with retries, a deadline and clean-up."""
     job = component(render(overlay), "Job", "migrate")

@@ -37,7 +37,7 @@ def slow_request_scope(request_id: str) -> dict[str, Any]:
         "raw_path": b"/slow",
         "query_string": b"delay=5",
         "root_path": "",
-        "headers": [(b"host", b"test"), (b"x-request-id", request_id.encode())],
+        "headers": [(b"host", b"localhost"), (b"x-request-id", request_id.encode())],
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8000),
     }

@@ -23,6 +23,7 @@ import pytest
 
 from service.__main__ import PROJECT_ROOT
 from tests.processes import free_port, json_lines, run_command, wait_until_up
+from tests.test_compose import env_example
 
 CADDYFILE = PROJECT_ROOT / "deploy" / "caddy" / "Caddyfile"
 STATIC_DIR = PROJECT_ROOT / "service" / "static"
@@ -104,7 +105,10 @@ async def stack(
     tmp_path: Path, start_server, sqlite_env: dict[str, str]
 ) -> AsyncIterator[tuple[Stack, subprocess.Popen[str]]]:
     assert run_command("migrate", sqlite_env).returncode == 0
-    api = start_server({**sqlite_env, "LOG_LEVEL": "INFO"})
+    # Behind Caddy as in compose: its proxy settings, from .env.example.
+    assigned, _ = env_example()
+    behind_caddy = {name: assigned[name] for name in ("TRUSTED_PROXY_HOPS", "ALLOWED_HOSTS")}
+    api = start_server({**sqlite_env, "LOG_LEVEL": "INFO", **behind_caddy})
     api_url = f"http://127.0.0.1:{sqlite_env['PORT']}"
     await wait_until_up(api_url, api)
 
@@ -194,3 +198,31 @@ async def test_static_files_are_served_by_caddy_not_the_api(stack) -> None:
     paths = [line.get("http.path") for line in read_api_log(api)]
     assert paths.count("/static/style.css") == 1  # only the direct request
     assert "/static/no-such-file.css" not in paths
+
+
+async def test_behind_caddy_the_api_sees_the_client_and_answers_only_its_hosts(stack) -> None:
+    """Compose's TRUSTED_PROXY_HOPS and ALLOWED_HOSTS behind the real Caddy: a client's
+    made-up X-Forwarded-For is not what the API logs (Caddy replaces it with the address it
+    saw), a Host the list does not name is the API's 400, and the seed's curl-style form
+    post (no Origin, no Sec-Fetch-Site, no cookie) still adds a todo."""
+    endpoints, api = stack
+    async with httpx.AsyncClient(base_url=endpoints.proxy_url, timeout=10) as http:
+        spoofed = await http.get(
+            "/products", headers={"X-Forwarded-For": "203.0.113.7", "X-Request-ID": "spoofed"}
+        )
+        by_name = await http.get("/products", headers={"Host": "LocalHost:8080"})
+        rebound = await http.get(
+            "/products", headers={"Host": "evil.example", "X-Request-ID": "rebound"}
+        )
+        added = await http.post("/add", data={"task": "through caddy"})
+        todos = await http.get("/todos")
+
+    assert (spoofed.status_code, by_name.status_code) == (200, 200)
+    assert rebound.status_code == 400
+    assert rebound.json()["error"]["request_id"] == "rebound"  # the API's answer
+    assert "Host" in rebound.json()["error"]["message"]
+    assert added.status_code == 303
+    assert [todo["task"] for todo in todos.json()] == ["through caddy"]
+    lines = {line.get("request_id"): line for line in read_api_log(api)}
+    assert lines["spoofed"]["client_ip"] == "127.0.0.1"
+    assert lines["rebound"]["status_code"] == 400

@@ -304,9 +304,7 @@ async def test_x_forwarded_for_is_ignored_unless_proxies_are_trusted(clean_table
 
 async def test_behind_one_trusted_proxy_the_forwarded_client_counts(clean_tables: None) -> None:
     proxy, client_ip = new_ip(), new_ip()
-    async with limited_app(
-        rate_limit_login_per_ip="2/minute", rate_limit_trusted_proxy_hops=1
-    ) as app:
+    async with limited_app(rate_limit_login_per_ip="2/minute", trusted_proxy_hops=1) as app:
         client = app.test_client()
 
         # The address a client made up comes first; the proxy appends the one it saw.
