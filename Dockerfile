@@ -28,7 +28,7 @@ COPY --chown=app:app alembic/ alembic/
 COPY --chown=app:app service/ service/
 COPY --chown=app:app jobs/ jobs/
 USER 10001:10001
-EXPOSE 8000 9101
+EXPOSE 8000 9100 9101
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '8000') + '/healthz', timeout=2)"]
 CMD ["python", "-m", "service", "serve"]

@@ -14,7 +14,6 @@ from typing import Any
 
 from arq import cron, func
 from arq.connections import RedisSettings
-from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -26,7 +25,7 @@ from jobs.export import export_todos
 from service.config import ConfigError, Settings, load_settings
 from service.db import make_engine
 from service.logs import configure_logging, mask_url_passwords
-from service.metrics import instrument_engine, is_multiprocess
+from service.metrics import instrument_engine, start_metrics_server
 from service.queue import QUEUE_NAME, deserialize_job, serialize_job
 from service.telemetry import setup_telemetry
 
@@ -57,12 +56,8 @@ def _serve_metrics(port: int) -> None:
     """The worker's own /metrics (it is another process than the API's workers)."""
     if not port:
         return
-    registry = None
-    if is_multiprocess():
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
     try:
-        start_http_server(port, registry=registry or REGISTRY)
+        start_metrics_server(port)
     except OSError as error:  # e.g. a second worker on the same machine
         logger.warning("worker metrics not served on port %d: %s", port, error)
 

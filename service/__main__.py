@@ -117,6 +117,23 @@ def _prepare_metrics_directory() -> None:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="service-metrics-")
 
 
+def _serve_metrics(host: str, port: int) -> None:
+    """The API's /metrics on a port of its own, from this process: with several workers
+    that is the supervisor, which answers for all of them (multiprocess mode) and, serving
+    no requests, is never too busy to be scraped."""
+    # Imported only now: prometheus_client chooses its multiprocess storage when imported,
+    # from PROMETHEUS_MULTIPROC_DIR, which _prepare_metrics_directory has just set.
+    from service.metrics import start_metrics_server
+
+    try:
+        start_metrics_server(port, host)
+    except OSError as error:
+        raise ConfigError(
+            f"METRICS_PORT: {host}:{port} cannot be served: {error.strerror}"
+        ) from None
+    logger.info("serving /metrics on http://%s:%d/metrics", host, port)
+
+
 def serve(settings: Settings) -> int:
     from hypercorn.config import Config
     from hypercorn.run import run
@@ -125,6 +142,8 @@ def serve(settings: Settings) -> int:
         # With several workers hypercorn would quietly share the port with the other server.
         raise ConfigError(f"PORT: {settings.host}:{settings.port} is already in use")
     _prepare_metrics_directory()
+    if settings.metrics_listener_port:
+        _serve_metrics(settings.host, settings.metrics_listener_port)
     config = Config()
     config.bind = [f"{settings.host}:{settings.port}"]
     config.application_path = "service.asgi:app"

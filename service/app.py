@@ -141,10 +141,12 @@ def create_app(settings: Settings | None = None, *, owns_telemetry: bool = False
         info=Info(title=settings.service_name, version=__version__),
         pydantic_dump_options={"mode": "json"},
         openapi_provider_class=ServiceOpenAPIProvider,  # error answers, security, 204s
+        # None: neither the document nor the three UIs that read it are routed (404).
+        openapi_path="/openapi.json" if settings.api_docs else None,
     )
     # After QuartSchema, which installs its own provider: models are already plain data here.
     app.json = ServiceJSONProvider(app)
-    _register_blueprints(app)
+    _register_blueprints(app, settings)
     register_error_handlers(app)
     if settings.allowed_host_set is not None:  # first: an unknown Host reaches nothing else
         app.before_request(require_allowed_host(settings.allowed_host_set))
@@ -194,12 +196,13 @@ def create_app(settings: Settings | None = None, *, owns_telemetry: bool = False
     return app
 
 
-def _register_blueprints(app: Quart) -> None:
+def _register_blueprints(app: Quart, settings: Settings) -> None:
     from service.articles.comments import blueprint as comments
     from service.articles.routes import blueprint as articles
     from service.exports.routes import blueprint as exports
     from service.faults.routes import blueprint as faults
     from service.health.routes import blueprint as health
+    from service.health.routes import metrics_blueprint
     from service.items.routes import blueprint as items
     from service.products.routes import blueprint as products
     from service.todos.pages import blueprint as pages
@@ -210,7 +213,6 @@ def _register_blueprints(app: Quart) -> None:
         health,
         products,
         items,
-        faults,
         users,
         articles,
         comments,
@@ -219,6 +221,12 @@ def _register_blueprints(app: Quart) -> None:
         pages,
     ):
         app.register_blueprint(blueprint)
+    # Not routed at all when off (a 404 like any unknown path): production keeps its test
+    # endpoints and its metrics off the public port (`serve` gives /metrics its own).
+    if settings.fault_endpoints:
+        app.register_blueprint(faults)
+    if settings.metrics_on_main_port:
+        app.register_blueprint(metrics_blueprint)
 
 
 async def _name_the_route() -> None:

@@ -27,6 +27,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
     multiprocess,
+    start_http_server,
 )
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -96,6 +97,21 @@ def render_metrics() -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+# Every interface by default: Prometheus scrapes the container from outside it.
+def start_metrics_server(port: int, host: str = "0.0.0.0") -> None:  # noqa: S104
+    """/metrics on a port of its own, from a thread of this process (prometheus_client's
+    server): the arq worker's, and the API's under `serve`, away from the public port.
+
+    In multiprocess mode every process's samples, so the `serve` supervisor can answer for
+    its hypercorn workers. Raises OSError when the port is taken.
+    """
+    registry = REGISTRY
+    if is_multiprocess():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    start_http_server(port, addr=host, registry=registry)
 
 
 @functools.lru_cache(maxsize=1024)  # statements carry placeholders, never values: few texts

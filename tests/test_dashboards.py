@@ -485,10 +485,15 @@ async def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
 async def exported(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Exported]:
     """job -> sample name -> label -> values, from a real API and worker once driven."""
     tmp = tmp_path_factory.mktemp("dashboards")
-    api_port, worker_port = free_port(), free_port()
+    api_port, api_metrics_port, worker_port = free_port(), free_port(), free_port()
     common = {"DATABASE_URL": TestServers.database_url, "REDIS_URL": TestServers.redis_url}
+    # Scraped where Prometheus scrapes it (prometheus.yml): the API's own METRICS_PORT.
     api_env = service_env(
-        **common, PORT=str(api_port), WEB_CONCURRENCY="2", **{MULTIPROC_ENV: str(tmp / "api")}
+        **common,
+        PORT=str(api_port),
+        METRICS_PORT=str(api_metrics_port),
+        WEB_CONCURRENCY="2",
+        **{MULTIPROC_ENV: str(tmp / "api")},
     )
     # `python -m service serve` makes its directory; the worker needs one that exists.
     worker_metrics = tmp / "worker"
@@ -507,11 +512,12 @@ async def exported(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Ex
         with worker_log.open("wb") as log:
             worker = start(["-m", "arq", "jobs.worker.WorkerSettings"], worker_env, log, processes)
         api_url = f"http://127.0.0.1:{api_port}"
-        await get_metrics(f"{api_url}/metrics", api, api_log, lambda s: len(live_pids(s)) == 2)
+        api_metrics = f"http://127.0.0.1:{api_metrics_port}/metrics"
+        await get_metrics(api_metrics, api, api_log, lambda s: len(live_pids(s)) == 2)
         await get_metrics(f"http://127.0.0.1:{worker_port}/metrics", worker, worker_log)
 
         await drive_the_api(api_url)
-        api_samples = await get_metrics(f"{api_url}/metrics", api, api_log, api_driven)
+        api_samples = await get_metrics(api_metrics, api, api_log, api_driven)
         worker_samples = await get_metrics(
             f"http://127.0.0.1:{worker_port}/metrics", worker, worker_log, worker_driven
         )

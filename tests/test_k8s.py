@@ -51,6 +51,12 @@ SECRET_SETTINGS = {"DATABASE_URL", "REDIS_URL"} | {
 # minus 20 kept free (overlays/production/kustomization.yaml).
 CONNECTION_BUDGET = {"local": 97, "production": 180}
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
+PUBLIC_INGRESS = "quart-service"
+# The paths no client from outside may reach (ingress.yaml): refused by an Ingress of their
+# own whose denylist matches every address.
+INTERNAL_PATHS_INGRESS = "quart-service-internal-paths"
+INTERNAL_PATHS = {"/error", "/slow", "/metrics"}
+DENY_EVERYONE = {"0.0.0.0/0", "::/0"}
 # Pod volumes the restricted Pod Security profile allows.
 RESTRICTED_VOLUMES = {
     "configMap",
@@ -315,6 +321,8 @@ def connection_problems(objects: list[Obj], budget: int) -> list[str]:
         serves = "serve" in (container.get("command") or [])
         processes = setting(env, "WEB_CONCURRENCY") if serves else 1
         per_process = setting(env, "DB_POOL_SIZE") + setting(env, "DB_MAX_OVERFLOW")
+        if serves:
+            per_process += 1  # the readiness probe's own connection (service/health/readiness.py)
         connections = (pods + surge) * processes * per_process
         parts.append(f"{workload['metadata']['name']} {connections:g}")
         total += connections
@@ -480,8 +488,16 @@ def test_the_service_and_the_ingress_reach_the_api(overlay: str) -> None:
     service_port = service["spec"]["ports"][0]
     assert container_port(container, service_port["targetPort"]) == 8000
     ingresses = of_kind(objects, "Ingress")
-    assert len(ingresses) == 1
-    paths = [path for rule in ingresses[0]["spec"]["rules"] for path in rule["http"]["paths"]]
+    assert {ingress["metadata"]["name"] for ingress in ingresses} == {
+        PUBLIC_INGRESS,
+        INTERNAL_PATHS_INGRESS,
+    }
+    paths = [
+        path
+        for ingress in ingresses
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    ]
     assert paths
     for path in paths:
         backend = path["backend"]["service"]
@@ -504,6 +520,63 @@ def test_the_api_answers_every_ingress_host_behind_one_trusted_hop(overlay: str)
     }
     assert hosts and allowed is not None and hosts <= allowed, (hosts, allowed)
     assert env.get("TRUSTED_PROXY_HOPS") == "1"
+
+
+def internal_paths_problems(objects: list[Obj]) -> list[str]:
+    """Every host of the public Ingress refuses /error, /slow and /metrics to everyone."""
+    problems = []
+    public = named(objects, "Ingress", PUBLIC_INGRESS)
+    refusing = named(objects, "Ingress", INTERNAL_PATHS_INGRESS)
+    annotations = refusing["metadata"].get("annotations") or {}
+    denied = annotations.get("nginx.ingress.kubernetes.io/denylist-source-range", "")
+    if {network.strip() for network in denied.split(",")} != DENY_EVERYONE:
+        problems.append(f"{INTERNAL_PATHS_INGRESS}: denylist {denied!r} lets someone in")
+    if refusing["spec"].get("ingressClassName") != public["spec"].get("ingressClassName"):
+        problems.append(f"{INTERNAL_PATHS_INGRESS}: another ingress class than the public one")
+    refused = {
+        rule.get("host"): {
+            path["path"] for path in rule["http"]["paths"] if path.get("pathType") == "Prefix"
+        }
+        for rule in refusing["spec"]["rules"]
+    }
+    for rule in public["spec"]["rules"]:
+        missing = INTERNAL_PATHS - refused.get(rule.get("host"), set())
+        if missing:
+            problems.append(f"{rule.get('host')}: {sorted(missing)} not refused")
+    return problems
+
+
+@pytest.mark.parametrize("overlay", [*OVERLAYS, "base"])
+def test_the_ingress_refuses_the_test_endpoints_and_metrics(overlay: str) -> None:
+    assert internal_paths_problems(render(overlay)) == []
+
+
+def test_the_internal_paths_rule_reports_a_host_left_open() -> None:
+    objects = render("local")
+    refusing = named(objects, "Ingress", INTERNAL_PATHS_INGRESS)
+    refusing["spec"]["rules"][0]["host"] = "another.example.com"
+    refusing["metadata"]["annotations"]["nginx.ingress.kubernetes.io/denylist-source-range"] = (
+        "10.0.0.0/8"
+    )
+    assert len(internal_paths_problems(objects)) == 2
+
+
+@pytest.mark.parametrize("overlay", [*OVERLAYS, "base"])
+def test_prometheus_scrapes_the_api_on_its_metrics_port_not_the_service(overlay: str) -> None:
+    """METRICS_PORT is a container port, the scrape annotation's, and not in the Service."""
+    objects = render(overlay)
+    api = component(objects, "Deployment", "api")
+    container = app_container(api)
+    env = environment(objects, container)
+    metrics_port = int(env["METRICS_PORT"])
+    assert metrics_port != int(setting(env, "PORT"))
+    assert container_port(container, "metrics") == metrics_port
+    annotations = api["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(metrics_port)
+    assert annotations["prometheus.io/path"] == "/metrics"
+    service = service_for(objects, api)
+    targets = {container_port(container, port["targetPort"]) for port in service["spec"]["ports"]}
+    assert metrics_port not in targets
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -574,7 +647,8 @@ def test_the_namespace_enforces_the_restricted_pod_security_profile(overlay: str
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_postgres_connections_stay_within_the_budget(overlay: str) -> None:
-    """HPA maxima + surge, x processes x (DB_POOL_SIZE + DB_MAX_OVERFLOW), + the Job <= budget."""
+    """HPA maxima + surge, x processes x (DB_POOL_SIZE + DB_MAX_OVERFLOW, + 1 for the API's
+    readiness probe), + the Job <= budget."""
     assert connection_problems(render(overlay), CONNECTION_BUDGET[overlay]) == []
 
 
@@ -585,7 +659,7 @@ def test_production_runs_in_production_mode_behind_tls_without_secrets() -> None
         for container in containers(workload):
             assert environment(objects, container)["APP_ENV"] == "production"
     assert of_kind(objects, "Secret") == []
-    ingress = of_kind(objects, "Ingress")[0]
+    ingress = named(objects, "Ingress", PUBLIC_INGRESS)
     assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"]
     tls_hosts = {host for entry in ingress["spec"]["tls"] for host in entry["hosts"]}
     assert all(entry["secretName"] for entry in ingress["spec"]["tls"])

@@ -19,7 +19,7 @@ BODYLESS_RESPONSES = {
     "comments.delete_comment",
     "todos.delete_todo",
     "exports.download_export",  # the file itself
-    "health.metrics",  # the Prometheus text format
+    "metrics.metrics",  # the Prometheus text format
     # The HTML page and its form posts answer with HTML or a 303 redirect.
     "pages.index",
     "pages.add",

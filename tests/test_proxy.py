@@ -200,6 +200,37 @@ async def test_static_files_are_served_by_caddy_not_the_api(stack) -> None:
     assert "/static/no-such-file.css" not in paths
 
 
+# Paths the API (development mode here) routes to its test endpoints or its metrics,
+# spelt as clients could spell them to slip past a plain string match.
+INTERNAL_PATHS = (
+    "/error?code=500",
+    "/slow?delay=0",
+    "/metrics",
+    "//error?code=500",
+    "/%65rror?code=500",
+    "/%2Fslow?delay=0",
+)
+
+
+async def test_the_test_endpoints_and_metrics_are_refused_by_the_proxy(stack) -> None:
+    endpoints, api = stack
+    async with httpx.AsyncClient(timeout=10) as http:
+        direct = [
+            (await http.get(f"{endpoints.api_url}{path}")).status_code for path in INTERNAL_PATHS
+        ]
+        proxied = [await http.get(f"{endpoints.proxy_url}{path}") for path in INTERNAL_PATHS]
+
+    # Each spelling reaches its route on the API itself: the proxy is what stops it.
+    assert [status != 404 for status in direct] == [True] * len(INTERNAL_PATHS), direct
+    for path, response in zip(INTERNAL_PATHS, proxied, strict=True):
+        assert response.status_code == 404, path
+        assert response.json() == {"error": {"status": 404, "message": "not found"}}, path
+        assert "x-request-id" not in response.headers, path  # Caddy's own answer
+    logged = [line["http.path"] for line in read_api_log(api) if "http.path" in line]
+    reached = [path for path in logged if "error" in path or "slow" in path]
+    assert len(reached) == len(INTERNAL_PATHS) - 1, reached  # the direct requests only
+
+
 async def test_behind_caddy_the_api_sees_the_client_and_answers_only_its_hosts(stack) -> None:
     """Compose's TRUSTED_PROXY_HOPS and ALLOWED_HOSTS behind the real Caddy: a client's
     made-up X-Forwarded-For is not what the API logs (Caddy replaces it with the address it

@@ -170,7 +170,9 @@ def test_prometheus_config_passes_promtool() -> None:
 def test_prometheus_scrapes_the_api_and_the_worker_where_they_listen() -> None:
     assigned, _ = env_example()
     targets = scrape_targets()
-    assert targets["api"] == [f"api:{assigned['PORT']}"]
+    # The API's metrics listener, not PORT (which the proxy forwards to and which has none).
+    assert assigned["METRICS_PORT"] != assigned["PORT"]
+    assert targets["api"] == [f"api:{assigned['METRICS_PORT']}"]
     assert targets["worker"] == [f"worker:{assigned['WORKER_METRICS_PORT']}"]
     # Prometheus takes the collector's OTLP metrics on the path the exporter sends to.
     prometheus = services()["prometheus"]

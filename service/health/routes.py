@@ -18,6 +18,8 @@ from service.metrics import render_metrics
 from service.queue import get_redis, ping_redis, queue_state
 
 blueprint = Blueprint("health", __name__)
+# Registered only where /metrics is answered on the API's own port (app.py).
+metrics_blueprint = Blueprint("metrics", __name__)
 
 # A probe must answer well inside the orchestrator's timeout, even with a dependency black-holed.
 CHECK_TIMEOUT_SECONDS = 1.5
@@ -127,7 +129,7 @@ async def dependencies_health() -> tuple[DependenciesOut, int]:
     return body, 200 if up else 503
 
 
-@blueprint.get("/metrics")
+@metrics_blueprint.get("/metrics")
 @hide
 async def metrics() -> Response:
     """Prometheus text format: the sum over every worker process (multiprocess mode)."""
