@@ -24,6 +24,8 @@ from service.logs import configure_logging
 if TYPE_CHECKING:
     from hypercorn.config import Config
 
+    from service.http_edge import EdgeSettings
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 logger = logging.getLogger("service")
 
@@ -155,6 +157,14 @@ def serve(settings: Settings) -> int:
     config.keep_alive_timeout = settings.keep_alive_timeout
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
+    config.include_server_header = False  # no `server: hypercorn-h11` banner
+    # Imported only now, as service.metrics is (it imports it): see _serve_metrics.
+    from service.http_edge import EdgeSettings
+    from service.http_edge import install as install_http_edge
+
+    edge = EdgeSettings(
+        head_timeout=settings.http_read_timeout, h2c_enabled=settings.h2c_enabled
+    )
     logger.info(
         "starting hypercorn on http://%s:%d with %d worker(s)",
         settings.host,
@@ -162,7 +172,8 @@ def serve(settings: Settings) -> int:
         settings.web_concurrency,
     )
     if config.workers:
-        return supervise_workers(config)
+        return supervise_workers(config, edge)
+    install_http_edge(edge)
     return run(config)
 
 
@@ -171,7 +182,7 @@ def serve(settings: Settings) -> int:
 SHUTDOWN_MARGIN_SECONDS = 5.0
 
 
-def supervise_workers(config: Config) -> int:
+def supervise_workers(config: Config, edge: EdgeSettings) -> int:
     """Run `config.workers` hypercorn workers; on SIGTERM or SIGINT, stop them gracefully.
 
     Hand-written instead of hypercorn's own multi-worker `run` (hypercorn/run.py, 0.18): that
@@ -188,6 +199,8 @@ def supervise_workers(config: Config) -> int:
 
     from hypercorn.asyncio.run import asyncio_worker, uvloop_worker
 
+    from service.http_edge import run_worker
+
     worker_function = uvloop_worker if config.worker_class == "uvloop" else asyncio_worker
     sockets = config.create_sockets()
     context = get_context("spawn")
@@ -196,7 +209,13 @@ def supervise_workers(config: Config) -> int:
 
     def start_worker() -> None:
         worker = context.Process(
-            target=worker_function, kwargs={"config": config, "sockets": sockets}
+            target=run_worker,
+            kwargs={
+                "worker": worker_function,
+                "settings": edge,
+                "config": config,
+                "sockets": sockets,
+            },
         )
         worker.start()
         workers.append(worker)

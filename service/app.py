@@ -23,6 +23,7 @@ from service.db import init_database
 from service.errors import BadRequest, UnsupportedMediaType, register_error_handlers
 from service.fields import PathSegmentConverter
 from service.health.readiness import init_database_probe
+from service.http_edge import HTTPEdgeMiddleware
 from service.logs import configure_logging, mask_url_passwords
 from service.metrics import UNMATCHED_ROUTE, process_exited, publish_process_metrics_forever
 from service.middleware import ROUTE_TEMPLATE_KEY, RequestContextMiddleware
@@ -30,6 +31,7 @@ from service.openapi import ServiceOpenAPIProvider
 from service.proxy import require_allowed_host, trust_forwarded_headers
 from service.queue import init_queue
 from service.ratelimit import init_rate_limits
+from service.request_limits import LimitedFormDataParser, check_json_values
 from service.telemetry import (
     name_server_span,
     route_template,
@@ -94,7 +96,14 @@ class NoSessionInterface(SessionInterface):
 
 
 class ServiceRequest(Request):
+    form_data_parser_class = LimitedFormDataParser  # MAX_FORM_FIELDS for every form
+
     async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
+        from quart import current_app
+
+        if force or self.is_json:  # before the parser: see service/request_limits.py
+            body = await self.get_data(cache=True, as_text=False)
+            check_json_values(body, current_app.config["MAX_JSON_VALUES"])
         try:
             return await super().get_json(force=force, silent=silent, cache=cache)
         except UnicodeDecodeError:  # the body is decoded before it is parsed
@@ -118,6 +127,10 @@ def create_app(settings: Settings | None = None, *, owns_telemetry: bool = False
     app.session_interface = NoSessionInterface()
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_content_length,
+        MAX_FORM_PARTS=settings.max_form_fields,
+        MAX_JSON_VALUES=settings.max_json_values,
+        # A body that trickles in: 408 once the handler has waited this long for it.
+        BODY_TIMEOUT=settings.http_read_timeout,
         SECRET_KEY=settings.secret_key.get_secret_value(),
         SERVICE_NAME=settings.service_name,
         SLOW_ENDPOINT_DELAY=settings.slow_endpoint_delay,
@@ -190,7 +203,9 @@ def create_app(settings: Settings | None = None, *, owns_telemetry: bool = False
     # layer reads the same request; then the OpenTelemetry server span, so that request
     # ids, access lines and metrics are all recorded inside it.
     app.asgi_app = trust_forwarded_headers(  # type: ignore[method-assign]
-        wrap_asgi(RequestContextMiddleware(app.asgi_app, environment=settings.app_env)),
+        wrap_asgi(
+            RequestContextMiddleware(HTTPEdgeMiddleware(app.asgi_app), environment=settings.app_env)
+        ),
         settings.trusted_proxy_hops,
     )
     return app

@@ -129,6 +129,11 @@ class Settings(BaseSettings):
     web_concurrency: int = Field(default=1, ge=1, le=64)
     graceful_timeout: float = Field(default=25.0, ge=0, le=600)
     keep_alive_timeout: float = Field(default=75.0, gt=0, le=3600)
+    # The longest a client may take to send a request's head (slowloris) and, once the
+    # handler reads it, its body; see service/http_edge.py.
+    http_read_timeout: float = Field(default=20.0, gt=0, le=300)
+    # Cleartext HTTP/2 (`Upgrade: h2c`, prior knowledge): off, as nothing here needs it.
+    h2c_enabled: bool = False
 
     # Kept open: an async worker runs many requests at once, and connections beyond the
     # pool are opened and closed per burst (a fork and an authentication on the server each).
@@ -156,6 +161,10 @@ class Settings(BaseSettings):
     # Access-Control-Allow-Credentials, only for the origins CORS_ORIGINS lists (never "*").
     cors_allow_credentials: bool = False
     max_content_length: int = Field(default=1024 * 1024, ge=1024)
+    # Values one body may hold: form fields, and keys plus items of a JSON body (413 above);
+    # see service/request_limits.py.
+    max_form_fields: int = Field(default=1000, ge=10, le=100_000)
+    max_json_values: int = Field(default=1000, ge=10, le=100_000)
     slow_endpoint_delay: float = Field(default=5.0, ge=0, le=30)
     # /error and /slow make 5xx answers and ERROR logs on demand (alert drills); the docs
     # (/docs, /redocs, /scalar) and /openapi.json map the API. Unset: on, but off in production.

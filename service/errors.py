@@ -38,6 +38,9 @@ class ErrorBody(BaseModel):
     message: str
     request_id: str = Field(description="the X-Request-ID of the answer")
     details: list[ErrorDetail] = Field(default=[], description="present when known")
+    details_omitted: int = Field(
+        default=0, description="field errors left out of `details` (present when some were)"
+    )
 
 
 class ErrorOut(BaseModel):
@@ -143,20 +146,45 @@ def realworld_errors(message: str, details: Any) -> dict[str, list[str]]:
     return errors
 
 
+def error_payload(
+    status: int,
+    message: str,
+    details: Any = None,
+    *,
+    realworld: bool,
+    request_id: str,
+    omitted: int = 0,
+) -> dict[str, Any]:
+    """The error document, without a request context (the ASGI layer renders some too)."""
+    if realworld:
+        errors = realworld_errors(message, details)
+        if omitted:
+            errors["body"].append(f"and {omitted} more errors")
+        return {"errors": errors}
+    body: dict[str, Any] = {"status": status, "message": message, "request_id": request_id}
+    if details is not None:
+        body["details"] = details
+    if omitted:
+        body["details_omitted"] = omitted
+    return {"error": body}
+
+
 def error_response(
-    status: int, message: str, details: Any = None, headers: dict[str, str] | None = None
+    status: int,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+    *,
+    omitted: int = 0,
 ) -> Response:
-    if is_realworld_request():
-        payload: dict[str, Any] = {"errors": realworld_errors(message, details)}
-    else:
-        body: dict[str, Any] = {
-            "status": status,
-            "message": message,
-            "request_id": request_id_var.get(),
-        }
-        if details is not None:
-            body["details"] = details
-        payload = {"error": body}
+    payload = error_payload(
+        status,
+        message,
+        details,
+        realworld=is_realworld_request(),
+        request_id=request_id_var.get(),
+        omitted=omitted,
+    )
     response = jsonify(payload)
     response.status_code = status
     for name, value in (headers or {}).items():
@@ -164,21 +192,50 @@ def error_response(
     return response
 
 
-def validation_details(error: Exception) -> list[dict[str, str]]:
-    """Field names and messages from a pydantic ValidationError (or a bare TypeError)."""
+# An error answer stays small whatever the request (a body of 70,000 unknown keys made a
+# 4.9 MB one): at most this many field errors, their names and messages clipped, within
+# about this many characters (the RealWorld shape repeats them, and stays under 16 KB);
+# `details_omitted` counts the rest. The summary message names at most SUMMARY_FIELDS.
+MAX_ERROR_DETAILS = 50
+MAX_ERROR_DETAILS_CHARS = 5000
+MAX_FIELD_CHARS = 100
+MAX_MESSAGE_CHARS = 200
+SUMMARY_FIELDS = 10
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def validation_details(error: Exception) -> tuple[list[dict[str, str]], int]:
+    """The first field names and messages of a pydantic ValidationError (or a bare
+    TypeError), and how many were left out."""
     errors = getattr(error, "errors", None)
     if not callable(errors):
-        return [{"field": "", "message": str(error) or "invalid value"}]
-    details = []
-    for item in errors(include_url=False, include_input=False):
-        field = ".".join(str(part) for part in item["loc"])
-        details.append({"field": field, "message": item["msg"].removeprefix("Value error, ")})
-    return details
+        return [
+            {"field": "", "message": _clip(str(error) or "invalid value", MAX_MESSAGE_CHARS)}
+        ], 0
+    details: list[dict[str, str]] = []
+    size = 0
+    # Bounded cost too: request bodies cannot hold more values than MAX_JSON_VALUES.
+    items = errors(include_url=False, include_input=False, include_context=False)
+    for item in items:
+        if len(details) == MAX_ERROR_DETAILS or size >= MAX_ERROR_DETAILS_CHARS:
+            break
+        field = _clip(".".join(str(part) for part in item["loc"]), MAX_FIELD_CHARS)
+        message = _clip(item["msg"].removeprefix("Value error, "), MAX_MESSAGE_CHARS)
+        size += len(field) + len(message)
+        details.append({"field": field, "message": message})
+    return details, len(items) - len(details)
 
 
-def _summary(prefix: str, details: list[dict[str, str]]) -> str:
+def _summary(prefix: str, details: list[dict[str, str]], omitted: int) -> str:
     fields = sorted({d["field"] for d in details if d["field"]})
-    return f"{prefix}: {', '.join(fields)}" if fields else prefix
+    if not fields:
+        return prefix
+    named = ", ".join(fields[:SUMMARY_FIELDS])
+    more = len(fields) - SUMMARY_FIELDS + omitted
+    return f"{prefix}: {named}" + (f" and {more} more" if more > 0 else "")
 
 
 async def _api_error(error: APIError) -> Response:
@@ -186,14 +243,16 @@ async def _api_error(error: APIError) -> Response:
 
 
 async def _body_invalid(error: RequestSchemaValidationError) -> Response:
-    details = validation_details(error.validation_error)
-    return error_response(422, _summary("invalid request body", details), details)
+    details, omitted = validation_details(error.validation_error)
+    message = _summary("invalid request body", details, omitted)
+    return error_response(422, message, details, omitted=omitted)
 
 
 async def _query_invalid(error: QuerystringValidationError) -> Response:
-    details = validation_details(error.validation_error)
+    details, omitted = validation_details(error.validation_error)
     status = 422 if is_realworld_request() else 400  # RealWorld: every validation error is a 422
-    return error_response(status, _summary("invalid query parameters", details), details)
+    message = _summary("invalid query parameters", details, omitted)
+    return error_response(status, message, details, omitted=omitted)
 
 
 async def _http_error(error: HTTPException) -> Response:

@@ -51,6 +51,11 @@ HTTP_DURATION = Histogram(
     ["method", "endpoint", "status", "environment"],
     buckets=LATENCY_BUCKETS,
 )
+# Connections closed because the request head did not arrive within HTTP_READ_TIMEOUT
+# (service/http_edge.py): slowloris, or a client on a very bad link.
+HTTP_HEAD_TIMEOUTS = Counter(
+    "http_request_head_timeouts_total", "Connections closed: the request head came too slowly"
+)
 BACKGROUND_JOBS = Counter(
     "background_jobs_total", "Background jobs by outcome", ["job_type", "status"]
 )

@@ -93,7 +93,9 @@ def error_shape(ctx: CheckContext, response: Response, case: Case) -> bool | Non
         return True
     assert isinstance(body, dict) and set(body) == {"error"}, f"not our error shape: {body}"
     error = body["error"]
-    assert ERROR_KEYS <= set(error) <= ERROR_KEYS | {"details"}, f"unexpected keys: {error}"
+    assert ERROR_KEYS <= set(error) <= ERROR_KEYS | {"details", "details_omitted"}, (
+        f"unexpected keys: {error}"
+    )
     assert error["status"] == response.status_code, f"status {error['status']} in the body"
     request_id = response.headers.get("x-request-id", [None])[0]
     assert error["request_id"] == request_id, "the body's request_id is not X-Request-ID's"
