@@ -170,6 +170,20 @@ async def test_any_other_host_is_a_400_in_the_error_shape(
         assert "Host" in body["error"]["message"]
 
 
+@pytest.mark.parametrize(("hops", "status"), [(1, 200), (0, 400)])
+async def test_a_trusted_proxy_that_rewrites_the_host_says_which_one_it_got(
+    clean_tables: None, hops: int, status: int
+) -> None:
+    """A proxy that sends its upstream's address as Host (nginx's default) and the client's
+    Host as X-Forwarded-Host: checked by the latter only when the proxy is trusted."""
+    async with app_with(allowed_hosts="api.example.com", trusted_proxy_hops=hops) as app:
+        response = await app.test_client().get(
+            "/products", headers={"Host": "10.1.2.3:8000", "X-Forwarded-Host": "api.example.com"}
+        )
+
+    assert response.status_code == status
+
+
 async def test_the_probes_answer_any_host(clean_tables: None) -> None:
     """Kubelets, Docker's HEALTHCHECK and load balancers ask by address (`10.1.2.3:8000`)."""
     async with app_with(allowed_hosts="api.example.com") as app:
