@@ -193,6 +193,27 @@ async def test_an_unmigrated_database_is_not_ready_and_requests_are_503s_naming_
     assert not any("unhandled" in message for message in logged)
 
 
+async def test_a_column_the_code_expects_but_the_database_lacks_is_a_503_naming_it(
+    log_lines: Callable[[], list[dict[str, Any]]],
+) -> None:
+    """What a release deployed before its migration meets: a column not there yet."""
+    async with scratch_database() as name:
+        await migrate_to(url_of(name), "head")
+        database = await asyncpg.connect(url_of(name).replace("+asyncpg", ""))
+        try:
+            await database.execute("ALTER TABLE products DROP COLUMN category")
+        finally:
+            await database.close()
+        async with serving(database_url=url_of(name)) as app:
+            products = await app.test_client().get("/products")
+
+    await assert_json_503(products)
+    assert (
+        f"database schema behind the code (column products.category does not exist): "
+        f"{MIGRATE_HINT}" in errors_logged(log_lines)
+    )
+
+
 async def test_a_missing_database_is_a_503_naming_it(
     log_lines: Callable[[], list[dict[str, Any]]],
 ) -> None:
