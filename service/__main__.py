@@ -158,7 +158,6 @@ def serve(settings: Settings) -> int:
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.include_server_header = False  # no `server: hypercorn-h11` banner
-    # Imported only now, as service.metrics is (it imports it): see _serve_metrics.
     from service.http_edge import EdgeSettings
     from service.http_edge import install as install_http_edge
 

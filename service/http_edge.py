@@ -30,7 +30,6 @@ from hypercorn.protocol.h11 import H11Protocol
 
 from service.errors import error_payload
 from service.logs import request_id_var
-from service.metrics import HTTP_HEAD_TIMEOUTS
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -95,6 +94,10 @@ class EdgeTCPServer(TCPServer):
         await self.protocol.handle(Closed())
 
     def _count_head_timeout(self) -> None:
+        # Imported here: `serve`'s supervisor imports this module for its workers, and in
+        # multiprocess mode a metric module imported there would publish a stray process.
+        from service.metrics import HTTP_HEAD_TIMEOUTS
+
         HTTP_HEAD_TIMEOUTS.inc()
         peer = self.writer.get_extra_info("peername")
         logger.warning(
