@@ -39,7 +39,8 @@ def _refuse_colliding_usernames() -> None:
         shown = ", ".join(f"{row.name!r} ({row.users} users)" for row in rows[:SHOWN_COLLISIONS])
         more = f" and {len(rows) - SHOWN_COLLISIONS} more" if len(rows) > SHOWN_COLLISIONS else ""
         raise UsernameCollision(
-            f"cannot make usernames unique case-insensitively: {len(rows)} name(s) are taken "
+            # noqa below: a message that shows the SQL to run, not a query.
+            f"cannot make usernames unique case-insensitively: {len(rows)} name(s) are taken "  # noqa: S608
             f"by several users differing only in case: {shown}{more}. Rename all but one of "
             "each (UPDATE users SET username = ... WHERE id = ...), then migrate again."
         )
