@@ -18,7 +18,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from quart import Quart
-from sqlalchemy import make_url
+from sqlalchemy import event, make_url
 
 from service.__main__ import PROJECT_ROOT
 from service.app import create_app
@@ -27,6 +27,7 @@ from tests.processes import free_port, run_command, service_env
 from tests.tcp_proxy import TcpProxy
 
 MIGRATE_HINT = "run `python -m service migrate`"
+PROBES = ("/readyz", "/health", "/api/health")
 SCRIPTS = ScriptDirectory(str(PROJECT_ROOT / "alembic"))
 HEAD = SCRIPTS.get_current_head()
 assert HEAD is not None
@@ -81,9 +82,7 @@ def errors_logged(log_lines: Callable[[], list[dict[str, Any]]]) -> list[str]:
     return [line["message"] for line in log_lines() if line["level"] == "ERROR"]
 
 
-async def test_readiness_stays_ready_while_requests_hold_every_pooled_connection(
-    clean_tables: None,
-) -> None:
+async def test_readiness_stays_ready_while_requests_hold_every_pooled_connection() -> None:
     """A locked table holds the pool's only connection: the instance is busy, not broken,
     and must stay in the Service (all pods are equally busy: pulling one pulls them all)."""
     async with serving(db_pool_size=1, db_max_overflow=0, db_pool_timeout=0.3) as app:
@@ -113,6 +112,30 @@ async def test_readiness_stays_ready_while_requests_hold_every_pooled_connection
     assert health.status_code == 200
     assert (await health.get_json())["database"] == "connected"
     assert (await dependencies.get_json())["database"] == "connected"
+
+
+async def test_probes_that_come_while_a_check_runs_share_it() -> None:
+    """However often the probes come, one check at a time: a held alembic_version keeps the
+    first check waiting, and the probes that come meanwhile wait for its answer."""
+    async with serving(redis_url=None) as app:  # /api/health: no worker to wait for
+        statements: list[str] = []
+        probe_engine = app.extensions["database_probe"].engine.sync_engine
+        event.listen(
+            probe_engine, "before_cursor_execute", lambda *args: statements.append(args[2])
+        )
+        client = app.test_client()
+        locker = await asyncpg.connect(TestServers.database_url.replace("+asyncpg", ""))
+        try:
+            async with locker.transaction():
+                await locker.execute("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE")
+                probes = [asyncio.create_task(client.get(path)) for path in PROBES * 4]
+                await asyncio.sleep(0.5)  # every probe is in (well under the 1.5 s timeout)
+        finally:
+            await locker.close()
+        answers = await asyncio.gather(*probes)
+
+    assert {answer.status_code for answer in answers} == {200}
+    assert len(statements) == 1, statements
 
 
 @pytest.mark.parametrize("mode", ["refuse", "partition"])
