@@ -100,6 +100,7 @@ class DatabaseProbe:
     async def close(self) -> None:
         if self._in_flight is not None:
             self._in_flight.cancel()
+            await asyncio.gather(self._in_flight, return_exceptions=True)  # let it unwind
         await self.engine.dispose()
 
     async def _check(self) -> DatabaseState:
