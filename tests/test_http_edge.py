@@ -147,6 +147,23 @@ def test_a_slow_answer_and_an_idle_keep_alive_connection_are_not_cut(server: Ser
         assert read_response(sock).startswith(b"HTTP/1.1 200 ")
 
 
+def test_a_body_that_trickles_gets_a_408_after_the_timeout_and_a_close(server: Server) -> None:
+    started = time.monotonic()
+    with server.connect() as sock:
+        sock.sendall(
+            b"POST /products HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n{"
+        )
+        received = read_until_closed(sock)
+    waited = time.monotonic() - started
+
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert b"\r\nconnection: close" in head.lower()
+    assert json.loads(body)["error"]["status"] == 408
+    assert HEAD_TIMEOUT * 0.8 < waited < HEAD_TIMEOUT + 3, waited
+
+
 # --- one request must not hold the event loop ------------------------------------------
 
 
