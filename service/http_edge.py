@@ -88,7 +88,7 @@ class EdgeTCPServer(TCPServer):
                 self._head_deadline = self.loop.time() + _settings.head_timeout
             try:
                 await self.protocol.handle(RawData(data))
-            except ConnectionRefused:
+            except CloseConnection:
                 await self.idle_task.stop()
                 break
         await self.protocol.handle(Closed())
@@ -107,7 +107,7 @@ class EdgeTCPServer(TCPServer):
         )
 
 
-class ConnectionRefused(Exception):
+class CloseConnection(Exception):
     """Raised out of the protocol once it has answered: the connection must close."""
 
 
@@ -124,7 +124,7 @@ class EdgeH11Protocol(H11Protocol):
             await super()._check_protocol(event)
         elif not event.http_version.startswith(b"1."):
             await self._send_error_response(505)
-            raise ConnectionRefused()
+            raise CloseConnection()
 
 
 def install(settings: EdgeSettings) -> None:
