@@ -161,9 +161,7 @@ def serve(settings: Settings) -> int:
     from service.http_edge import EdgeSettings
     from service.http_edge import install as install_http_edge
 
-    edge = EdgeSettings(
-        head_timeout=settings.http_read_timeout, h2c_enabled=settings.h2c_enabled
-    )
+    edge = EdgeSettings(head_timeout=settings.http_read_timeout, h2c_enabled=settings.h2c_enabled)
     logger.info(
         "starting hypercorn on http://%s:%d with %d worker(s)",
         settings.host,

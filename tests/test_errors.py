@@ -185,10 +185,20 @@ async def test_json_body_that_is_not_an_object_is_422(
         pytest.param('{"a":' * 100_000 + "1" + "}" * 100_000, id="objects"),
     ],
 )
-async def test_deeply_nested_json_is_400(
+async def test_deeply_nested_json_is_refused(
     client: QuartClient, session: AsyncSession, data: str
 ) -> None:
+    """100,000 brackets are over MAX_JSON_VALUES: refused before the parser runs (413);
+    with the cap raised that far, the parser's own refusal of the depth is a 400."""
     response = await client.post("/items", data=data, headers=JSON_HEADERS)
+
+    assert response.status_code == 413
+    assert "more than 1000 keys and items" in (await error_of(response))["message"]
+    assert await rows(session, Item) == []
+
+    lenient = create_app(make_settings(max_json_values=100_000))
+    async with lenient.test_app():
+        response = await lenient.test_client().post("/items", data=data, headers=JSON_HEADERS)
 
     assert response.status_code == 400
     assert (await error_of(response))["message"] == "malformed JSON body"
