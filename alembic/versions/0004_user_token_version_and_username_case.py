@@ -1,5 +1,7 @@
-"""users: a token version (credential changes revoke older tokens) and usernames unique
-case-insensitively
+"""users: token version, case-insensitive usernames
+
+A token version (a password or email change revokes every older token) and a unique
+index on lower(username).
 
 Revision ID: 0004
 Revises: 0003
