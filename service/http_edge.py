@@ -172,7 +172,11 @@ class HTTPEdgeMiddleware:
             await _refuse_ambiguous_framing(scope, send)
             return
 
-        body_read = transfer_encoding is None and content_length in (None, b"0")
+        if transfer_encoding is None and content_length in (None, b"0"):
+            # No body (every GET): nothing can be left unread, so no wrapping to pay for.
+            await self.app(scope, receive, send)
+            return
+        body_read = False
 
         async def receive_tracking() -> Message:
             nonlocal body_read
