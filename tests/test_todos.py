@@ -413,9 +413,9 @@ async def test_page_sets_a_csrf_cookie_and_puts_it_in_every_form(
     page = TodoPage(await response.get_data(as_text=True))
     assert page.form_actions == [
         "/add",
+        "/export/start",
         f"/todos/{todo.id}/toggle",
         f"/todos/{todo.id}/delete",
-        "/export/start",
     ]
     assert page.tokens == [cookie.value] * len(page.form_actions)
 

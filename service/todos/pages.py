@@ -14,9 +14,10 @@ from service.fields import text_field
 from service.openapi import SeeOther
 from service.todos import queries
 from service.todos.routes import find_todo
+from service.todos.page_errors import error_as_html
 
 blueprint = Blueprint("pages", __name__)
-PAGE_SIZE = 200
+PAGE_SIZE = 50  # todos per page of the list
 # The page loads its script and stylesheet from /static and has no inline script or style
 # (a nonce would be needed for one), fetches only its own origin, posts its forms only to
 # itself, and may not be framed (clickjacking).
@@ -37,6 +38,8 @@ class PageForm(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     csrf_token: str | None = Field(default=None, max_length=128)
+    # The list page the form was on, to return to it (toggle and delete).
+    page: int = Field(default=1, ge=1, le=10**9)
 
 
 class AddForm(PageForm):
@@ -49,7 +52,8 @@ class ExportForm(PageForm):
 
 @blueprint.after_request
 async def add_security_headers(response: Response) -> Response:
-    """On the page, its redirects and its errors alike."""
+    """On the page, its redirects and its errors alike (an HTML error page for browsers)."""
+    response = await error_as_html(response)
     response.headers.update(PAGE_SECURITY_HEADERS)
     return response
 
@@ -58,17 +62,41 @@ def back_to_page(query: str = "") -> Response:
     return redirect(f"/{query}", code=303)  # type: ignore[return-value]
 
 
+def back_to_list_page(page: int) -> Response:
+    return back_to_page(f"?page={page}" if page > 1 else "")
+
+
+def clamp_page(requested: int | None, total: int) -> tuple[int, int]:
+    """(the page to show, the number of pages): a page number that is not one, or is out of
+    range, shows the nearest page rather than an error (a todo deleted from the last page
+    can leave it empty)."""
+    pages = max(1, -(-total // PAGE_SIZE))
+    return min(max(requested or 1, 1), pages), pages
+
+
 @blueprint.get("/")
 @hide
 async def index() -> Response:
     session = get_session()
-    todos = await queries.list_todos_newest_first(session, limit=PAGE_SIZE)
+    total = await queries.count_todos(session)
+    page, pages = clamp_page(request.args.get("page", type=int), total)
+    todos = await queries.list_todos_newest_first(
+        session, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
+    )
     export = None
     export_id = request.args.get("export")
     if export_id:
         found = await export_queries.get_export(session, export_id)
         export = export_out(found) if found else None
-    html = await render_template("index.html", todos=todos, export=export, csrf_token=csrf_token())
+    html = await render_template(
+        "index.html",
+        todos=todos,
+        total=total,
+        page=page,
+        pages=pages,
+        export=export,
+        csrf_token=csrf_token(),
+    )
     return set_csrf_cookie(Response(html, content_type="text/html; charset=utf-8"))
 
 
@@ -92,7 +120,7 @@ async def toggle(todo_id: int, data: PageForm) -> Response:
     todo = await find_todo(todo_id)
     await queries.update_todo(session, todo, done=not todo.done)
     await session.commit()
-    return back_to_page()
+    return back_to_list_page(data.page)
 
 
 @blueprint.post("/todos/<id:todo_id>/delete")
@@ -103,7 +131,7 @@ async def delete(todo_id: int, data: PageForm) -> Response:
     session = get_session()
     await queries.delete_todo(session, await find_todo(todo_id))
     await session.commit()
-    return back_to_page()
+    return back_to_list_page(data.page)
 
 
 @blueprint.post("/export/start")
@@ -111,5 +139,5 @@ async def delete(todo_id: int, data: PageForm) -> Response:
 @csrf_protect
 @validate_request(ExportForm, source=DataSource.FORM)
 async def export(data: ExportForm) -> Response:
-    started = await start_export(data.format)
+    started = await start_export(get_session(), data.format)
     return back_to_page(f"?export={started.id}")

@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import utc_now
@@ -44,5 +44,12 @@ async def delete_todo(session: AsyncSession, todo: Todo) -> None:
     await session.flush()
 
 
-async def list_todos_newest_first(session: AsyncSession, *, limit: int) -> Sequence[Todo]:
-    return (await session.scalars(select(Todo).order_by(Todo.id.desc()).limit(limit))).all()
+async def list_todos_newest_first(
+    session: AsyncSession, *, limit: int, offset: int = 0
+) -> Sequence[Todo]:
+    statement = select(Todo).order_by(Todo.id.desc()).limit(limit).offset(offset)
+    return (await session.scalars(statement)).all()
+
+
+async def count_todos(session: AsyncSession) -> int:
+    return await session.scalar(select(func.count()).select_from(Todo)) or 0
