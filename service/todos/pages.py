@@ -139,5 +139,5 @@ async def delete(todo_id: int, data: PageForm) -> Response:
 @csrf_protect
 @validate_request(ExportForm, source=DataSource.FORM)
 async def export(data: ExportForm) -> Response:
-    started = await start_export(get_session(), data.format)
+    started = await start_export(data.format)
     return back_to_page(f"?export={started.id}")
