@@ -23,8 +23,11 @@ from pathlib import Path
 import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.__main__ import PROJECT_ROOT
+from service.todos.models import Todo
+from service.todos.pages import PAGE_SIZE
 from tests.conftest import TestServers
 
 CHROMIUM = shutil.which("chromium")
@@ -246,3 +249,51 @@ async def test_the_page_keeps_to_its_content_security_policy(open_page: OpenPage
             })"""
         )
         assert injected == "refused by script-src-elem"
+
+
+async def test_the_list_in_pages_without_javascript(
+    open_page: OpenPage, session: AsyncSession
+) -> None:
+    session.add_all(Todo(task=f"todo {number}", done=False) for number in range(1, PAGE_SIZE + 2))
+    await session.commit()
+    async with asyncio.timeout(TEST_BUDGET_SECONDS):
+        page = await open_page(javascript=False)
+        await expect(page.locator("#todo-count")).to_have_text(f"{PAGE_SIZE + 1} todos")
+        await expect(page.locator("li.todo")).to_have_count(PAGE_SIZE)
+        await expect(page.locator("li.todo .task").first).to_have_text(f"todo {PAGE_SIZE + 1}")
+        await expect(page.locator("#export-button")).to_be_in_viewport()  # above the list
+
+        await page.locator("#pager-top").get_by_role("link", name="Older").click()
+        await page.wait_for_url(re.compile(r"/\?page=2$"))
+        await expect(page.locator("li.todo .task")).to_have_text(["todo 1"])
+        await expect(page.locator("#pager-top .position")).to_have_text("Page 2 of 2")
+
+        await page.locator("li.todo").get_by_role("button", name="Done").click()
+        await page.wait_for_url(re.compile(r"/\?page=2$"))  # back on the page it was on
+        await expect(page.locator("li.todo")).to_have_class(re.compile(r"\bdone\b"))
+
+        await page.locator("#pager-bottom").get_by_role("link", name="Newer").click()
+        await expect(page.locator("#pager-top .position")).to_have_text("Page 1 of 2")
+        await expect(page.locator("li.todo")).to_have_count(PAGE_SIZE)
+
+
+@pytest.mark.parametrize("task", ["", "x" * 501], ids=["empty", "too long"])
+async def test_a_refused_task_shows_an_error_page(
+    open_page: OpenPage, base_url: str, task: str
+) -> None:
+    async with asyncio.timeout(TEST_BUDGET_SECONDS):
+        page = await open_page()
+        # Past the browser's own checks (`required`, `maxlength`): the server's answer.
+        await page.locator("form.add").evaluate(
+            "(form, task) => { form.noValidate = true; form.elements.task.value = task; }", task
+        )
+        async with page.expect_navigation() as navigation:
+            await page.get_by_role("button", name="Add").click()
+        response = await navigation.value
+        assert response is not None and response.status == 422
+
+        await expect(page.locator("#error-message")).to_have_text("invalid request body: task")
+        await expect(page.locator("body")).not_to_contain_text('"error"')  # no raw JSON
+        await page.get_by_role("link", name="Back to the todos").click()
+        await page.wait_for_url(f"{base_url}/")
+        await expect(page.locator("p.empty")).to_have_text("Nothing to do.")
