@@ -8,10 +8,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from quart import Quart, jsonify
 from quart.testing import QuartClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.todos.models import Todo
+from service.todos.page_errors import error_as_html
 from service.todos.pages import CONTENT_SECURITY_POLICY, PAGE_SIZE
 from tests.test_todos import CROSS_SITE, TodoPage, count_todos, page_token, todos_in_db
 
@@ -148,9 +150,13 @@ async def assert_html_error(response: Any, status: int, message: str) -> str:
     return html
 
 
-@pytest.mark.parametrize("task", ["", "x" * 501])
+@pytest.mark.parametrize(
+    ("task", "why"),
+    [("", "at least 1 character"), ("x" * 501, "at most 500 characters")],
+    ids=["empty", "too long"],
+)
 async def test_an_invalid_task_from_a_browser_gets_an_html_page(
-    client: QuartClient, session: AsyncSession, task: str
+    client: QuartClient, session: AsyncSession, task: str, why: str
 ) -> None:
     token = await page_token(client)
 
@@ -160,6 +166,7 @@ async def test_an_invalid_task_from_a_browser_gets_an_html_page(
 
     html = await assert_html_error(response, 422, "invalid request body: task")
     assert f"request {response.headers['X-Request-ID']}" in html
+    assert f"<li><code>task</code>: String should have {why}</li>" in html
     assert await count_todos(session) == 0
 
 
@@ -222,3 +229,17 @@ async def test_a_valid_add_from_a_browser_keeps_its_redirect(
     assert response.status_code == 303
     assert response.headers["Location"] == "/"
     assert [task for _, task, _ in await todos_in_db(session)] == ["from curl"]
+
+
+async def test_the_error_page_escapes_the_message(app: Quart) -> None:
+    async with app.test_request_context("/add", method="POST", headers={"Accept": BROWSER_ACCEPT}):
+        error = {"status": 400, "message": "<script>alert(1)</script>", "request_id": "<b>"}
+        json_response = jsonify({"error": error})
+        json_response.status_code = 400
+
+        response = await error_as_html(json_response)
+
+        html = await response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<script" not in html and "<b>" not in html

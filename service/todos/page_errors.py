@@ -36,6 +36,7 @@ async def error_as_html(response: Response) -> Response:
         status=response.status_code,
         message=str(error.get("message", "")),
         request_id=str(error.get("request_id", "")),
+        details=[d for d in error.get("details") or [] if isinstance(d, dict)],
     )
     response.set_data(html)
     response.mimetype = "text/html"  # Quart adds charset=utf-8 for text types
