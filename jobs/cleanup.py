@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from service.exports.run import clean_up_exports
+from service.exports.queries import clean_up_exports
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +20,7 @@ async def purge_exports(ctx: dict[str, Any]) -> dict[str, int]:
             retention_hours=settings.export_retention_hours,
             stale_after_seconds=stale_after,
         )
+        await session.commit()
     if deleted or failed:
         logger.info("exports clean-up: %d deleted, %d marked failed", deleted, failed)
     return {"deleted": deleted, "failed": failed}

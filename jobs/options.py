@@ -1,4 +1,4 @@
-"""What the arq worker runs with; `jobs.worker.WorkerSettings` is built from it.
+"""What the arq worker runs with; `jobs.worker.WorkerSettings` reads it.
 
 The worker owns its engine and Redis pool (made in `startup`, closed in `shutdown`),
 serialises jobs as JSON like the API, refreshes its health-check key every
@@ -21,9 +21,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from jobs.cleanup import purge_exports
-from jobs.export import export_todos
+from jobs.export import export_todos_for_arq
 from service.config import ConfigError, Settings, load_settings
 from service.db import make_engine
+from service.exports.life import JOB_NAME
 from service.logs import configure_logging, mask_url_passwords
 from service.metrics import instrument_engine, start_metrics_server
 from service.queue import QUEUE_NAME, deserialize_job, serialize_job
@@ -86,8 +87,8 @@ def worker_options(settings: Settings) -> dict[str, Any]:
     return {
         "functions": [
             func(
-                export_todos,
-                name="export_todos",
+                export_todos_for_arq,
+                name=JOB_NAME,
                 max_tries=settings.export_max_tries,
                 timeout=settings.export_job_timeout,
             )

@@ -21,6 +21,8 @@ from service import __version__
 from service.config import Settings, load_settings
 from service.db import init_database
 from service.errors import BadRequest, UnsupportedMediaType, register_error_handlers
+from service.exports.job import export_todos
+from service.exports.life import JOB_NAME
 from service.fields import PathSegmentConverter
 from service.health.readiness import init_database_probe
 from service.http_edge import HTTPEdgeMiddleware
@@ -29,7 +31,7 @@ from service.metrics import UNMATCHED_ROUTE, process_exited, publish_process_met
 from service.middleware import ROUTE_TEMPLATE_KEY, RequestContextMiddleware
 from service.openapi import ServiceOpenAPIProvider
 from service.proxy import require_allowed_host, trust_forwarded_headers
-from service.queue import init_queue
+from service.queue import init_queue, register_job
 from service.ratelimit import init_rate_limits
 from service.request_limits import LimitedFormDataParser, check_json_values
 from service.telemetry import (
@@ -169,6 +171,7 @@ def create_app(settings: Settings | None = None, *, owns_telemetry: bool = False
     init_database(app, settings)
     init_database_probe(app, settings)
     init_queue(app, settings)
+    register_job(app, JOB_NAME, export_todos, max_tries=settings.export_max_tries)
     init_rate_limits(app, settings)
 
     if settings.cors_origin_list:

@@ -1,8 +1,9 @@
 """Background jobs: enqueued on arq over Redis, or run in this process when no Redis is set.
 
 Jobs are named, never imported from `jobs/`, so `service/` does not depend on the
-worker. In-process mode runs the same code (`service.exports.run`) on the API's
-event loop, with the same retries, so the one-command run still exports.
+worker; the app factory registers each job function by name (`register_job`). In-process
+mode runs that same function on the API's event loop, with the same context keys and the
+same retry policy (`RetryLater`), so the one-command run still exports.
 """
 
 from __future__ import annotations
@@ -42,13 +43,42 @@ class QueueUnavailable(ServiceUnavailable):
     message = "the job queue (Redis) is unavailable, try again later"
 
 
-InProcessJob = Callable[..., Awaitable[Any]]
+Job = Callable[..., Awaitable[Any]]
 
 
-def _in_process_jobs() -> dict[str, InProcessJob]:
-    from service.exports.jobs import export_todos_in_process
+class RetryLater(Exception):
+    """Raised by a job: run me again in `defer` seconds (the worker maps it to arq's Retry)."""
 
-    return {"export_todos": export_todos_in_process}
+    def __init__(self, defer: float) -> None:
+        super().__init__(f"retry in {defer} s")
+        self.defer = defer
+
+
+def register_job(app: Quart, name: str, function: Job, *, max_tries: int) -> None:
+    """Make `function(ctx, **kwargs)` runnable in-process under `name` (without Redis)."""
+    app.extensions.setdefault("jobs", {})[name] = (function, max_tries)
+
+
+async def _run_in_process(app: Quart, name: str, job_id: str, **kwargs: Any) -> None:
+    """Run a registered job as arq would: a ctx per try, `RetryLater` waits and tries again."""
+    function, max_tries = app.extensions["jobs"][name]
+    for job_try in range(1, max_tries + 1):
+        ctx = {
+            "settings": app.extensions["settings"],
+            "sessionmaker": app.extensions["database"].sessionmaker,
+            "job_id": job_id,
+            "job_try": job_try,
+        }
+        try:
+            await function(ctx, **kwargs)
+            return
+        except RetryLater as retry:
+            if job_try < max_tries:
+                await asyncio.sleep(retry.defer)
+        except Exception:
+            logger.warning("job %s (%s) failed on try %d", job_id, name, job_try)
+            return
+    logger.error("job %s (%s) failed after %d tries", job_id, name, max_tries)
 
 
 def init_queue(app: Quart, settings: Settings) -> None:
@@ -104,9 +134,9 @@ async def enqueue(job_name: str, *, job_id: str, **kwargs: Any) -> None:
         redis = get_redis()
         if redis is None:
             app = current_app._get_current_object()  # type: ignore[attr-defined]
-            job = _in_process_jobs()[job_name]
             task = asyncio.create_task(
-                job(app, trace_context=trace_context, **kwargs), name=f"{job_name}:{job_id}"
+                _run_in_process(app, job_name, job_id, trace_context=trace_context, **kwargs),
+                name=f"{job_name}:{job_id}",
             )
             tasks: set[asyncio.Task[Any]] = app.extensions["background_tasks"]
             tasks.add(task)

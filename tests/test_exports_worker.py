@@ -30,8 +30,8 @@ from service.__main__ import PROJECT_ROOT
 from service.app import create_app
 from service.config import Settings
 from service.db import make_engine
+from service.exports.life import run_export
 from service.exports.models import Export, ExportChunk
-from service.exports.run import run_export
 from service.queue import HEALTH_CHECK_KEY
 from service.todos.models import Todo
 from tests.conftest import TestServers, make_settings

@@ -1,12 +1,18 @@
+"""All of the exports' SQL: plain statements that never commit."""
+
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service.db import utc_now
 from service.exports.models import Export, ExportChunk
+from service.todos.models import Todo
 
 
 async def create_export(session: AsyncSession, export_format: str) -> Export:
@@ -47,3 +53,103 @@ async def stream_export_file(
             return
         yield data
         seq += 1
+
+
+# The export's life, statement by statement (`service.exports.life` commits).
+
+
+async def claim_export(session: AsyncSession, export_id: str, run_token: str) -> str | None:
+    """Mark the export in progress for this run; its format, or None when complete or unknown."""
+    claimed = await session.execute(
+        update(Export)
+        .where(Export.id == export_id, Export.status != "complete")
+        .values(
+            status="in_progress",
+            run_token=run_token,
+            attempts=Export.attempts + 1,
+            started_at=utc_now(),
+            error=None,
+        )
+    )
+    if not claimed.rowcount:
+        return None
+    # Chunks of an earlier, interrupted run are never shown: drop them.
+    await session.execute(
+        delete(ExportChunk).where(
+            ExportChunk.export_id == export_id, ExportChunk.run_token != run_token
+        )
+    )
+    return await session.scalar(select(Export.format).where(Export.id == export_id))
+
+
+async def get_export_status(session: AsyncSession, export_id: str) -> str | None:
+    return await session.scalar(select(Export.status).where(Export.id == export_id))
+
+
+async def select_todo_batch(session: AsyncSession, after_id: int, limit: int) -> Sequence[Row[Any]]:
+    """The next `limit` todos after `after_id` (keyset pagination: flat memory, no OFFSET)."""
+    result = await session.execute(
+        select(Todo.id, Todo.task, Todo.done, Todo.created_at, Todo.updated_at)
+        .where(Todo.id > after_id)
+        .order_by(Todo.id)
+        .limit(limit)
+    )
+    return result.all()
+
+
+async def insert_chunk(
+    session: AsyncSession, export_id: str, run_token: str, seq: int, data: bytes
+) -> None:
+    await session.execute(
+        insert(ExportChunk).values(export_id=export_id, run_token=run_token, seq=seq, data=data)
+    )
+
+
+async def finish_export(
+    session: AsyncSession, export_id: str, run_token: str, *, rows: int, size_bytes: int
+) -> bool:
+    """Mark complete if this run still holds the export; False when another run took over."""
+    finished = await session.execute(
+        update(Export)
+        .where(Export.id == export_id, Export.run_token == run_token)
+        .values(status="complete", rows=rows, size_bytes=size_bytes, finished_at=utc_now())
+    )
+    return bool(finished.rowcount)
+
+
+async def delete_run_chunks(session: AsyncSession, export_id: str, run_token: str) -> None:
+    await session.execute(
+        delete(ExportChunk).where(
+            ExportChunk.export_id == export_id, ExportChunk.run_token == run_token
+        )
+    )
+
+
+async def fail_export(session: AsyncSession, export_id: str, reason: str) -> None:
+    await session.execute(
+        update(Export)
+        .where(Export.id == export_id, Export.status != "complete")
+        .values(status="failed", error=reason, finished_at=utc_now())
+    )
+
+
+async def clean_up_exports(
+    session: AsyncSession, *, retention_hours: float, stale_after_seconds: float
+) -> tuple[int, int]:
+    """Delete exports older than the retention; fail those stuck past every retry.
+
+    Returns (deleted, failed).
+    """
+    now = datetime.now(UTC)
+    deleted = await session.execute(
+        delete(Export).where(Export.created_at < now - timedelta(hours=retention_hours))
+    )
+    failed = await session.execute(
+        update(Export)
+        .where(
+            or_(Export.status == "queued", Export.status == "in_progress"),
+            Export.created_at < now - timedelta(seconds=stale_after_seconds),
+        )
+        .values(status="failed", error="the export did not finish in time", finished_at=now)
+    )
+    return deleted.rowcount or 0, failed.rowcount or 0

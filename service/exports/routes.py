@@ -9,40 +9,19 @@ from werkzeug.datastructures import Headers
 from service.db import get_database, get_session
 from service.errors import Conflict, NotFound
 from service.exports import queries
+from service.exports.encoding import CONTENT_TYPES
+from service.exports.life import start_export
 from service.exports.models import Export
-from service.exports.run import CONTENT_TYPES
-from service.exports.schemas import ExportAccepted, ExportCreate, ExportFile, ExportOut
+from service.exports.schemas import (
+    ExportAccepted,
+    ExportCreate,
+    ExportFile,
+    ExportOut,
+    export_out,
+)
 from service.openapi import documents_errors
-from service.queue import enqueue
 
 blueprint = Blueprint("exports", __name__)
-
-
-async def start_export(export_format: str) -> Export:
-    """Record the export, then queue its job; nothing is left behind when Redis is down."""
-    session = get_session()
-    export = await queries.create_export(session, export_format)
-    await session.commit()
-    try:
-        await enqueue("export_todos", job_id=export.id, export_id=export.id)
-    except Exception:
-        await queries.delete_export(session, export)
-        await session.commit()
-        raise
-    return export
-
-
-def export_out(export: Export) -> ExportOut:
-    return ExportOut(
-        job_id=export.id,
-        status=export.status,  # type: ignore[arg-type]
-        format=export.format,  # type: ignore[arg-type]
-        rows=export.rows,
-        created_at=export.created_at,
-        finished_at=export.finished_at,
-        download_url=f"/exports/{export.id}/download" if export.status == "complete" else None,
-        error=export.error if export.status == "failed" else None,
-    )
 
 
 async def find_export(export_id: str) -> Export:
@@ -56,7 +35,7 @@ async def find_export(export_id: str) -> Export:
 @validate_request(ExportCreate)
 @validate_response(ExportAccepted, 202)
 async def create_export(data: ExportCreate) -> tuple[ExportAccepted, int, Headers]:
-    export = await start_export(data.format)
+    export = await start_export(get_session(), data.format)
     status_url = f"/exports/{export.id}"
     accepted = ExportAccepted(job_id=export.id, status="queued", status_url=status_url)
     return accepted, 202, Headers({"Location": status_url})

@@ -5,6 +5,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, model_serializer
 from pydantic.functional_serializers import SerializerFunctionWrapHandler
 
+from service.exports.models import Export
 from service.fields import UTCDateTime
 
 ExportFormat = Literal["csv", "json"]
@@ -54,3 +55,17 @@ class ExportFile(BaseModel):
             "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
         },
     }
+
+
+def export_out(export: Export) -> ExportOut:
+    """What GET /exports/<id> and the page show of an export."""
+    return ExportOut(
+        job_id=export.id,
+        status=export.status,  # type: ignore[arg-type]
+        format=export.format,  # type: ignore[arg-type]
+        rows=export.rows,
+        created_at=export.created_at,
+        finished_at=export.finished_at,
+        download_url=f"/exports/{export.id}/download" if export.status == "complete" else None,
+        error=export.error if export.status == "failed" else None,
+    )

@@ -9,11 +9,12 @@ from quart_schema import DataSource, document_response, hide, validate_request
 from service.csrf import csrf_protect, csrf_token, set_csrf_cookie
 from service.db import get_session
 from service.exports import queries as export_queries
-from service.exports.routes import export_out, start_export
+from service.exports.life import start_export
+from service.exports.schemas import export_out
 from service.fields import text_field
 from service.openapi import SeeOther
 from service.todos import queries
-from service.todos.routes import find_todo
+from service.todos.lookups import find_todo
 from service.todos.page_errors import error_as_html
 
 blueprint = Blueprint("pages", __name__)
@@ -139,5 +140,5 @@ async def delete(todo_id: int, data: PageForm) -> Response:
 @csrf_protect
 @validate_request(ExportForm, source=DataSource.FORM)
 async def export(data: ExportForm) -> Response:
-    started = await start_export(data.format)
+    started = await start_export(get_session(), data.format)
     return back_to_page(f"?export={started.id}")

@@ -12,20 +12,13 @@ from quart_schema import (
 from werkzeug.datastructures import Headers
 
 from service.db import get_session
-from service.errors import BadRequest, NotFound
+from service.errors import BadRequest
 from service.openapi import NoContent
 from service.todos import queries
-from service.todos.models import Todo
+from service.todos.lookups import find_todo
 from service.todos.schemas import TodoCreate, TodoOut, TodoPatch, TodoQuery, TodoReplace
 
 blueprint = Blueprint("todos", __name__)
-
-
-async def find_todo(todo_id: int) -> Todo:
-    todo = await queries.get_todo(get_session(), todo_id)
-    if todo is None:
-        raise NotFound(f"todo {todo_id} not found")
-    return todo
 
 
 @blueprint.get("/todos")
