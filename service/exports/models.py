@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Integer, LargeBinary, String, Text, func
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.db import Base, utc_now
@@ -18,11 +18,18 @@ class Export(Base):
     """
 
     __tablename__ = "exports"
+    # "How many exports has this client pending?" on every POST /export.
+    __table_args__ = (Index("ix_exports_client_key_status", "client_key", "status"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)  # also the arq job id
     format: Mapped[str] = mapped_column(String(8))
     status: Mapped[str] = mapped_column(String(16), default="queued")
     rows: Mapped[int | None] = mapped_column(Integer)
+    # Progress while it runs: rows written so far, of `rows_total` (counted at claim time).
+    rows_written: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    rows_total: Mapped[int | None] = mapped_column(Integer)
+    # Who asked: "user:<id>" when a token came with the request, else "ip:<address>".
+    client_key: Mapped[str | None] = mapped_column(String(80))
     size_bytes: Mapped[int | None] = mapped_column(Integer)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     run_token: Mapped[str | None] = mapped_column(String(32))
