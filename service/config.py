@@ -175,6 +175,9 @@ class Settings(BaseSettings):
     export_job_timeout: int = Field(default=600, ge=1, le=24 * 3600)
     export_max_tries: int = Field(default=5, ge=1, le=50)
     export_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    # A download streams however long it takes while the client reads; it is abandoned
+    # when the client takes nothing for this long (service/exports/download.py).
+    download_idle_timeout: float = Field(default=60.0, gt=0, le=3600)
     worker_health_check_interval: int = Field(default=10, ge=1, le=3600)
     worker_job_completion_wait: int = Field(default=25, ge=0, le=3600)
 
