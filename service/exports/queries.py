@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, delete, insert, or_, select, update
+from sqlalchemy import Row, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.db import utc_now
@@ -153,3 +153,32 @@ async def clean_up_exports(
         .values(status="failed", error="the export did not finish in time", finished_at=now)
     )
     return deleted.rowcount or 0, failed.rowcount or 0
+
+
+async def list_chunk_sizes(
+    session: AsyncSession, export_id: str, run_token: str
+) -> list[tuple[int, int]]:
+    """(seq, bytes) of each chunk of the file, in order: where a byte range starts.
+
+    PostgreSQL's length(bytea) (the same function as octet_length) reads the size from the
+    value's header, without decompressing or fetching a TOASTed chunk; SQLite has length()
+    for blobs too (octet_length only from 3.43).
+    """
+    rows = await session.execute(
+        select(ExportChunk.seq, func.length(ExportChunk.data))
+        .where(ExportChunk.export_id == export_id, ExportChunk.run_token == run_token)
+        .order_by(ExportChunk.seq)
+    )
+    return [(seq, size) for seq, size in rows.tuples()]
+
+
+async def get_chunk(
+    session: AsyncSession, export_id: str, run_token: str, seq: int
+) -> bytes | None:
+    return await session.scalar(
+        select(ExportChunk.data).where(
+            ExportChunk.export_id == export_id,
+            ExportChunk.run_token == run_token,
+            ExportChunk.seq == seq,
+        )
+    )

@@ -6,9 +6,10 @@ from quart import Blueprint, Response
 from quart_schema import document_response, validate_request, validate_response
 from werkzeug.datastructures import Headers
 
-from service.db import get_database, get_session
+from service.db import get_session
 from service.errors import Conflict, NotFound
 from service.exports import queries
+from service.exports.download import file_response
 from service.exports.encoding import CONTENT_TYPES
 from service.exports.life import start_export
 from service.exports.models import Export
@@ -54,11 +55,4 @@ async def download_export(export_id: str) -> Response:
     export = await find_export(export_id)
     if export.status != "complete" or export.run_token is None:
         raise Conflict(f"export {export_id} is {export.status}, not complete")
-    chunks = queries.stream_export_file(get_database().sessionmaker, export.id, export.run_token)
-    response = Response(chunks, content_type=CONTENT_TYPES[export.format])
-    response.headers["Content-Disposition"] = (
-        f'attachment; filename="todos-{export.id}.{export.format}"'
-    )
-    if export.size_bytes is not None:
-        response.headers["Content-Length"] = str(export.size_bytes)
-    return response
+    return await file_response(export, CONTENT_TYPES[export.format])
