@@ -6,6 +6,12 @@
 function showStatus(element, job) {
   element.textContent = `Export ${job.status.replace("_", " ")}` +
     (job.rows !== null && job.rows !== undefined ? `: ${job.rows} rows.` : ".");
+  if (job.error) {  // failed: say why (polling stops on "failed")
+    const reason = document.createElement("span");
+    reason.id = "export-error";
+    reason.textContent = job.error.charAt(0).toUpperCase() + job.error.slice(1) + ".";
+    element.append(" ", reason);
+  }
   if (job.download_url) {
     const link = document.createElement("a");
     link.id = "download-link";
