@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from service.exports.life import stale_after_seconds
 from service.exports.queries import clean_up_exports
 
 logger = logging.getLogger(__name__)
@@ -13,7 +14,7 @@ logger = logging.getLogger(__name__)
 async def purge_exports(ctx: dict[str, Any]) -> dict[str, int]:
     settings = ctx["settings"]
     # An export still unfinished after every try and its timeout has lost its worker for good.
-    stale_after = settings.export_job_timeout * settings.export_max_tries + 600
+    stale_after = stale_after_seconds(settings)
     async with ctx["sessionmaker"]() as session:
         deleted, failed = await clean_up_exports(
             session,

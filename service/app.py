@@ -171,7 +171,13 @@ def create_app(settings: Settings | None = None, *, owns_telemetry: bool = False
     init_database(app, settings)
     init_database_probe(app, settings)
     init_queue(app, settings)
-    register_job(app, JOB_NAME, export_todos, max_tries=settings.export_max_tries)
+    register_job(
+        app,
+        JOB_NAME,
+        export_todos,
+        max_tries=settings.export_max_tries,
+        in_process_concurrency=settings.export_in_process_concurrency,
+    )
     init_rate_limits(app, settings)
 
     if settings.cors_origin_list:

@@ -175,6 +175,10 @@ class Settings(BaseSettings):
     export_job_timeout: int = Field(default=600, ge=1, le=24 * 3600)
     export_max_tries: int = Field(default=5, ge=1, le=50)
     export_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    # Queued or running exports one client (its user, else its IP) may have; 429 beyond.
+    export_max_pending: int = Field(default=2, ge=1, le=1000)
+    # Without Redis, exports run on the API's event loop: this many at a time, the rest wait.
+    export_in_process_concurrency: int = Field(default=1, ge=1, le=64)
     # A download streams however long it takes while the client reads; it is abandoned
     # when the client takes nothing for this long (service/exports/download.py).
     download_idle_timeout: float = Field(default=60.0, gt=0, le=3600)

@@ -54,14 +54,21 @@ class RetryLater(Exception):
         self.defer = defer
 
 
-def register_job(app: Quart, name: str, function: Job, *, max_tries: int) -> None:
-    """Make `function(ctx, **kwargs)` runnable in-process under `name` (without Redis)."""
-    app.extensions.setdefault("jobs", {})[name] = (function, max_tries)
+def register_job(
+    app: Quart, name: str, function: Job, *, max_tries: int, in_process_concurrency: int = 1
+) -> None:
+    """Make `function(ctx, **kwargs)` runnable in-process under `name` (without Redis).
+
+    At most `in_process_concurrency` of its runs at a time: they share the API's event
+    loop (and database pool) with the requests; the others wait their turn.
+    """
+    app.extensions.setdefault("jobs", {})[name] = (function, max_tries, in_process_concurrency)
 
 
 async def _run_in_process(app: Quart, name: str, job_id: str, **kwargs: Any) -> None:
     """Run a registered job as arq would: a ctx per try, `RetryLater` waits and tries again."""
-    function, max_tries = app.extensions["jobs"][name]
+    function, max_tries, _concurrency = app.extensions["jobs"][name]
+    slots: asyncio.Semaphore = app.extensions["job_slots"][name]
     for job_try in range(1, max_tries + 1):
         ctx = {
             "settings": app.extensions["settings"],
@@ -70,7 +77,8 @@ async def _run_in_process(app: Quart, name: str, job_id: str, **kwargs: Any) -> 
             "job_try": job_try,
         }
         try:
-            await function(ctx, **kwargs)
+            async with slots:  # not held while waiting to retry: others run meanwhile
+                await function(ctx, **kwargs)
             return
         except RetryLater as retry:
             if job_try < max_tries:
@@ -85,6 +93,11 @@ def init_queue(app: Quart, settings: Settings) -> None:
     @app.before_serving
     async def _open() -> None:
         app.extensions["background_tasks"] = set()
+        # Made here, in the serving loop, one per registered job.
+        app.extensions["job_slots"] = {
+            name: asyncio.Semaphore(concurrency)
+            for name, (_function, _tries, concurrency) in app.extensions.get("jobs", {}).items()
+        }
         if settings.redis_url:
             # No ping here: the API starts, and serves its read routes, while Redis is down.
             pool = ConnectionPool.from_url(

@@ -14,28 +14,57 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service.config import Settings
 from service.errors import DATABASE_UNAVAILABLE
 from service.exports import queries
 from service.exports.encoding import encode_batch
 from service.exports.models import Export
 from service.queue import enqueue
+from service.ratelimit import TooManyRequests
 
 logger = logging.getLogger(__name__)
 JOB_NAME = "export_todos"
+
+
+# A pending export usually ends within seconds (100,000 todos: about 3 s).
+PENDING_RETRY_AFTER_SECONDS = 5
 
 
 class TransientExportError(Exception):
     """The database was unreachable: worth another try later."""
 
 
-async def start_export(session: AsyncSession, export_format: str) -> Export:
+class TooManyExports(TooManyRequests):
+    message = "too many exports pending for this client, wait for one to finish"
+
+
+async def start_export(
+    session: AsyncSession, export_format: str, *, client_key: str, settings: Settings
+) -> Export:
     """Record the export, then queue its job; nothing is left behind when Redis is down.
+
+    A client (`client_key`, "user:<id>" or "ip:<address>") may have EXPORT_MAX_PENDING
+    queued or running exports: beyond, TooManyExports (429). The same request again
+    while one of its kind is pending gets that export back, not a second copy.
 
     Two transactions on purpose: the row must be committed before the job is queued
     (a worker may start it at once, and must find it), and when queueing fails the
     committed row is taken back in a second one rather than left `queued` for ever.
     """
-    export = await queries.create_export(session, export_format)
+    await queries.lock_client_exports(session, client_key)
+    # Insert first, then look: on SQLite the insert takes the write lock, so concurrent
+    # requests of one client count one after another there too (PostgreSQL: the lock above).
+    export = await queries.create_export(session, export_format, client_key=client_key)
+    pending = await queries.list_pending_exports(
+        session, client_key, newer_than_seconds=stale_after_seconds(settings)
+    )
+    earlier = next((p for p in pending if p.id != export.id and p.format == export_format), None)
+    if earlier is not None or len(pending) > settings.export_max_pending:
+        await queries.delete_export(session, export)
+        await session.commit()  # also ends the advisory lock
+        if earlier is None:
+            raise TooManyExports(PENDING_RETRY_AFTER_SECONDS)
+        return earlier
     await session.commit()
     try:
         await enqueue(JOB_NAME, job_id=export.id, export_id=export.id)
@@ -44,6 +73,11 @@ async def start_export(session: AsyncSession, export_format: str) -> Export:
         await session.commit()
         raise
     return export
+
+
+def stale_after_seconds(settings: Settings) -> float:
+    """An export unfinished this long after its creation has lost its job for good."""
+    return settings.export_job_timeout * settings.export_max_tries + 600
 
 
 async def _write_chunks(

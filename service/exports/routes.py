@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, Response
+from quart import Blueprint, Response, current_app
 from quart_schema import document_response, validate_request, validate_response
 from werkzeug.datastructures import Headers
 
 from service.db import get_session
 from service.errors import Conflict, NotFound
 from service.exports import queries
+from service.exports.clients import client_key
 from service.exports.download import file_response
 from service.exports.encoding import CONTENT_TYPES
 from service.exports.life import start_export
@@ -33,12 +34,17 @@ async def find_export(export_id: str) -> Export:
 
 
 @blueprint.post("/export")
+@documents_errors(429)  # EXPORT_MAX_PENDING exports of this client pending
 @validate_request(ExportCreate)
 @validate_response(ExportAccepted, 202)
 async def create_export(data: ExportCreate) -> tuple[ExportAccepted, int, Headers]:
-    export = await start_export(get_session(), data.format)
+    settings = current_app.extensions["settings"]
+    export = await start_export(
+        get_session(), data.format, client_key=await client_key(), settings=settings
+    )
     status_url = f"/exports/{export.id}"
-    accepted = ExportAccepted(job_id=export.id, status="queued", status_url=status_url)
+    # The status of the export itself: the same request again gets the pending one back.
+    accepted = ExportAccepted(job_id=export.id, status=export.status, status_url=status_url)
     return accepted, 202, Headers({"Location": status_url})
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
-from quart import Blueprint, Response, redirect, render_template, request
+from quart import Blueprint, Response, current_app, redirect, render_template, request
 from quart_schema import DataSource, document_response, hide, validate_request
 
 from service.csrf import csrf_protect, csrf_token, set_csrf_cookie
 from service.db import get_session
 from service.exports import queries as export_queries
+from service.exports.clients import client_key
 from service.exports.life import start_export
 from service.exports.schemas import export_out
 from service.fields import text_field
@@ -140,5 +141,8 @@ async def delete(todo_id: int, data: PageForm) -> Response:
 @csrf_protect
 @validate_request(ExportForm, source=DataSource.FORM)
 async def export(data: ExportForm) -> Response:
-    started = await start_export(get_session(), data.format)
+    settings = current_app.extensions["settings"]
+    started = await start_export(
+        get_session(), data.format, client_key=await client_key(), settings=settings
+    )
     return back_to_page(f"?export={started.id}")
