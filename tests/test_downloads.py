@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -26,7 +28,10 @@ from tests.processes import free_port, json_lines, service_env
 
 IDLE_TIMEOUT = 2.0  # the impatient server's; the other keeps the default (60 s)
 TODOS = 60_000  # a file of about 6 MB: more than the socket buffers hold (~3 MB here)
-SLOW_READ_SECONDS = 66  # longer than Quart's RESPONSE_TIMEOUT (60 s), which cut downloads
+SLOW_READ_SECONDS = 63  # longer than Quart's RESPONSE_TIMEOUT (60 s), which cut downloads
+# Slow enough that the server is still sending after 60 s (the socket buffers hold ~3.6 MB
+# of the 6 MB here), fast enough that the kernel takes more within DOWNLOAD_IDLE_TIMEOUT.
+SLOW_READ_BYTES_PER_SECOND = 30_000
 
 
 @dataclass
@@ -238,16 +243,23 @@ def test_a_slow_reader_gets_every_byte_however_long_it_takes(download: Download)
     head, body = read_head(sock)
     started = time.monotonic()
     with sock:
-        # Steadily, about 95 KB/s, with the default DOWNLOAD_IDLE_TIMEOUT.
-        while len(body) < size:
+        # Steadily and slowly for SLOW_READ_SECONDS, with the default DOWNLOAD_IDLE_TIMEOUT,
+        while time.monotonic() - started < SLOW_READ_SECONDS:
             chunk = sock.recv(4096)
             assert chunk, f"cut after {len(body)} of {size} bytes"
             body += chunk
-            on_schedule = started + SLOW_READ_SECONDS * len(body) / size
+            on_schedule = started + len(body) / SLOW_READ_BYTES_PER_SECOND
             time.sleep(max(0.0, on_schedule - time.monotonic()))
-    took = time.monotonic() - started
+        # when the server is still sending (no access line yet): Quart's RESPONSE_TIMEOUT
+        # would have cut it 60 s in;
+        assert not any(line.get("request_id") == "slow-reader" for line in download.log_lines())
+        assert len(body) < size
+        # then the rest at once.
+        while len(body) < size:
+            chunk = sock.recv(65536)
+            assert chunk, f"cut after {len(body)} of {size} bytes"
+            body += chunk
 
-    assert took > 60  # Quart's RESPONSE_TIMEOUT would have cut it here
     assert content_length(head) == size
     assert body == download.file
     line = access_line(download, "slow-reader", timeout=5)
@@ -282,6 +294,9 @@ def test_a_reader_that_stops_is_cut_after_the_idle_timeout_and_resumes(
     ]
     assert warnings and warnings[0]["level"] == "WARNING"
     assert "DOWNLOAD_IDLE_TIMEOUT" in warnings[0]["message"]
+    metrics = httpx.get(f"http://127.0.0.1:{download.port}/metrics").text
+    cut_downloads = r'^http_requests_total\{[^}]*download[^}]*status="499"[^}]*\} [1-9]'
+    assert re.search(cut_downloads, metrics, re.MULTILINE), metrics
 
     # What was on its way arrives, then the connection ends short of Content-Length.
     with sock:
@@ -294,3 +309,23 @@ def test_a_reader_that_stops_is_cut_after_the_idle_timeout_and_resumes(
     rest = get(download, Range=f"bytes={len(body)}-", **{"If-Range": download.etag})
     assert rest.status_code == 206
     assert body + rest.content == download.file
+
+
+def test_a_client_that_goes_away_is_logged_as_a_cut(impatient: Download) -> None:
+    sock = impatient.connect(receive_buffer=4096)
+    impatient.send_get(sock, "X-Request-ID: gone-reader")
+    read_head(sock)
+    # An RST, as a killed client gives: the server's next write fails at once.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+    line = access_line(impatient, "gone-reader", timeout=IDLE_TIMEOUT + 10)
+    assert line["status_code"] == 499
+    assert line["body_complete"] is False
+    assert "stopped reading" not in line["message"]
+    assert any(
+        entry.get("request_id") == "gone-reader"
+        and entry["level"] == "WARNING"
+        and "went away" in entry["message"]
+        for entry in impatient.log_lines()
+    )

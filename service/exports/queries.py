@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, delete, func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import utc_now
 from service.exports.models import Export, ExportChunk
 from service.todos.models import Todo
 
 
-async def create_export(
-    session: AsyncSession, export_format: str, *, client_key: str | None = None
-) -> Export:
-    export = Export(
-        id=str(uuid.uuid4()), format=export_format, status="queued", client_key=client_key
-    )
+async def create_export(session: AsyncSession, export_format: str) -> Export:
+    export = Export(id=str(uuid.uuid4()), format=export_format, status="queued")
     session.add(export)
     await session.flush()
     return export
@@ -38,26 +33,6 @@ async def get_export(session: AsyncSession, export_id: str) -> Export | None:
 async def delete_export(session: AsyncSession, export: Export) -> None:
     await session.delete(export)
     await session.flush()
-
-
-async def stream_export_file(
-    sessionmaker: async_sessionmaker[AsyncSession], export_id: str, run_token: str
-) -> AsyncIterator[bytes]:
-    """The file, a chunk at a time, each read in its own short query."""
-    seq = 0
-    while True:
-        async with sessionmaker() as session:
-            data = await session.scalar(
-                select(ExportChunk.data).where(
-                    ExportChunk.export_id == export_id,
-                    ExportChunk.run_token == run_token,
-                    ExportChunk.seq == seq,
-                )
-            )
-        if data is None:
-            return
-        yield data
-        seq += 1
 
 
 # The export's life, statement by statement (`service.exports.life` commits).
@@ -187,43 +162,3 @@ async def get_chunk(
             ExportChunk.seq == seq,
         )
     )
-
-
-# Limits: pending exports per client (`service.exports.life.start_export`).
-
-PENDING_STATUSES = ("queued", "in_progress")
-
-
-async def lock_client_exports(session: AsyncSession, client_key: str) -> None:
-    """Serialise the count-then-insert of one client's exports until this transaction ends.
-
-    PostgreSQL: a transaction-level advisory lock on the key (released at commit or
-    rollback). SQLite needs none: its writers take turns, and the caller inserts first.
-    """
-    if session.bind.dialect.name != "postgresql":
-        return
-    digest = hashlib.sha256(b"exports:" + client_key.encode()).digest()
-    await session.execute(
-        select(func.pg_advisory_xact_lock(int.from_bytes(digest[:8], "big", signed=True)))
-    )
-
-
-async def list_pending_exports(
-    session: AsyncSession, client_key: str, *, newer_than_seconds: float
-) -> Sequence[Export]:
-    """The client's queued or running exports, oldest first.
-
-    Only those younger than the stale-export window count: an export whose job was lost
-    (an API restarted in in-process mode) must not hold the client's slot for ever.
-    """
-    since = datetime.now(UTC) - timedelta(seconds=newer_than_seconds)
-    result = await session.scalars(
-        select(Export)
-        .where(
-            Export.client_key == client_key,
-            Export.status.in_(PENDING_STATUSES),
-            Export.created_at > since,
-        )
-        .order_by(Export.created_at, Export.id)
-    )
-    return result.all()
