@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -15,8 +16,12 @@ from service.exports.models import Export, ExportChunk
 from service.todos.models import Todo
 
 
-async def create_export(session: AsyncSession, export_format: str) -> Export:
-    export = Export(id=str(uuid.uuid4()), format=export_format, status="queued")
+async def create_export(
+    session: AsyncSession, export_format: str, *, client_key: str | None = None
+) -> Export:
+    export = Export(
+        id=str(uuid.uuid4()), format=export_format, status="queued", client_key=client_key
+    )
     session.add(export)
     await session.flush()
     return export
@@ -162,3 +167,43 @@ async def get_chunk(
             ExportChunk.seq == seq,
         )
     )
+
+
+# Limits: pending exports per client (`service.exports.life.start_export`).
+
+PENDING_STATUSES = ("queued", "in_progress")
+
+
+async def lock_client_exports(session: AsyncSession, client_key: str) -> None:
+    """Serialise the count-then-insert of one client's exports until this transaction ends.
+
+    PostgreSQL: a transaction-level advisory lock on the key (released at commit or
+    rollback). SQLite needs none: its writers take turns, and the caller inserts first.
+    """
+    if session.bind.dialect.name != "postgresql":
+        return
+    digest = hashlib.sha256(b"exports:" + client_key.encode()).digest()
+    await session.execute(
+        select(func.pg_advisory_xact_lock(int.from_bytes(digest[:8], "big", signed=True)))
+    )
+
+
+async def list_pending_exports(
+    session: AsyncSession, client_key: str, *, newer_than_seconds: float
+) -> Sequence[Export]:
+    """The client's queued or running exports, oldest first.
+
+    Only those younger than the stale-export window count: an export whose job was lost
+    (an API restarted in in-process mode) must not hold the client's slot for ever.
+    """
+    since = datetime.now(UTC) - timedelta(seconds=newer_than_seconds)
+    result = await session.scalars(
+        select(Export)
+        .where(
+            Export.client_key == client_key,
+            Export.status.in_(PENDING_STATUSES),
+            Export.created_at > since,
+        )
+        .order_by(Export.created_at, Export.id)
+    )
+    return result.all()
