@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -69,21 +70,21 @@ async def wait_until_up(base_url: str, process: subprocess.Popen[bytes], log: Pa
     raise AssertionError(f"the server did not answer within 30 s:\n{log.read_text()}")
 
 
-@pytest.fixture(scope="module")
-async def base_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
-    """A real server on a free port, on the test database, with in-process exports."""
+@asynccontextmanager
+async def serve(log_dir: Path, **settings: str) -> AsyncIterator[str]:
+    """A real server on a free port, on the test database, with these settings."""
     port = free_port()
     env = {
         key: value for key, value in os.environ.items() if not key.startswith(("DATABASE", "APP_"))
     }
     env.update(
         DATABASE_URL=TestServers.database_url,
-        REDIS_URL="",
         HOST="127.0.0.1",
         PORT=str(port),
         LOG_LEVEL="INFO",
+        **settings,
     )
-    log = tmp_path_factory.mktemp("server") / "server.log"
+    log = log_dir / "server.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "service", "serve"],
@@ -103,6 +104,13 @@ async def base_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[st
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+async def base_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """Without Redis: exports run in the server's own process."""
+    async with serve(tmp_path_factory.mktemp("server"), REDIS_URL="") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -91,8 +91,10 @@ async def _write_chunks(
         last = len(batch) < batch_size
         data = encode_batch(batch, export_format, first=seq == 0, last=last)
         await queries.insert_chunk(session, export_id, run_token, seq, data)
-        await session.commit()
         rows_written += len(batch)
+        # In the chunk's commit: the progress shown is never ahead of the file.
+        await queries.record_progress(session, export_id, run_token, rows_written)
+        await session.commit()
         size += len(data)
         seq += 1
         if last:

@@ -54,6 +54,10 @@ async def claim_export(session: AsyncSession, export_id: str, run_token: str) ->
             attempts=Export.attempts + 1,
             started_at=utc_now(),
             error=None,
+            # Progress starts afresh; the total is what there is now, counted in the claim's
+            # transaction (todos added meanwhile are exported too: `finish_export` corrects it).
+            rows_written=0,
+            rows_total=select(func.count()).select_from(Todo).scalar_subquery(),
         )
     )
     if not claimed.rowcount:
@@ -90,6 +94,17 @@ async def insert_chunk(
     )
 
 
+async def record_progress(
+    session: AsyncSession, export_id: str, run_token: str, rows_written: int
+) -> None:
+    """Rows written so far, unless another run took over (a superseded run shows nothing)."""
+    await session.execute(
+        update(Export)
+        .where(Export.id == export_id, Export.run_token == run_token)
+        .values(rows_written=rows_written)
+    )
+
+
 async def finish_export(
     session: AsyncSession, export_id: str, run_token: str, *, rows: int, size_bytes: int
 ) -> bool:
@@ -97,7 +112,14 @@ async def finish_export(
     finished = await session.execute(
         update(Export)
         .where(Export.id == export_id, Export.run_token == run_token)
-        .values(status="complete", rows=rows, size_bytes=size_bytes, finished_at=utc_now())
+        .values(
+            status="complete",
+            rows=rows,
+            rows_written=rows,
+            rows_total=rows,  # what the file holds, not the count at claim time
+            size_bytes=size_bytes,
+            finished_at=utc_now(),
+        )
     )
     return bool(finished.rowcount)
 

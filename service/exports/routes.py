@@ -21,6 +21,7 @@ from service.exports.schemas import (
     ExportOut,
     export_out,
 )
+from service.exports.status import no_worker_notice
 from service.openapi import documents_errors
 
 blueprint = Blueprint("exports", __name__)
@@ -51,7 +52,8 @@ async def create_export(data: ExportCreate) -> tuple[ExportAccepted, int, Header
 @blueprint.get("/exports/<export_id>")
 @validate_response(ExportOut)
 async def get_export(export_id: str) -> ExportOut:
-    return export_out(await find_export(export_id))
+    export = await find_export(export_id)
+    return export_out(export, notice=await no_worker_notice(export))
 
 
 @blueprint.get("/exports/<export_id>/download")

@@ -29,16 +29,23 @@ class ExportOut(BaseModel):
     status: ExportStatus
     format: ExportFormat
     rows: int | None
+    # Progress: rows in the file so far, of the todos counted when the export started
+    # (null until then); updated once per batch. When complete, both equal `rows`.
+    rows_written: int
+    rows_total: int | None
     created_at: UTCDateTime
     finished_at: UTCDateTime | None
     download_url: str | None = None
     error: str | None = None
+    # Only while queued with no worker checking in (service/exports/status.py).
+    notice: str | None = None
 
     @model_serializer(mode="wrap")
     def _drop_absent_optionals(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # download_url only when complete, error only when failed: absent, not null.
+        # download_url only when complete, error only when failed, notice only when there is
+        # one: absent, not null.
         data = handler(self)
-        for key in ("download_url", "error"):
+        for key in ("download_url", "error", "notice"):
             if data.get(key) is None:
                 data.pop(key, None)
         return data
@@ -57,15 +64,18 @@ class ExportFile(BaseModel):
     }
 
 
-def export_out(export: Export) -> ExportOut:
+def export_out(export: Export, notice: str | None = None) -> ExportOut:
     """What GET /exports/<id> and the page show of an export."""
     return ExportOut(
         job_id=export.id,
         status=export.status,  # type: ignore[arg-type]
         format=export.format,  # type: ignore[arg-type]
         rows=export.rows,
+        rows_written=export.rows_written or 0,  # None on a row not yet flushed
+        rows_total=export.rows_total,
         created_at=export.created_at,
         finished_at=export.finished_at,
         download_url=f"/exports/{export.id}/download" if export.status == "complete" else None,
         error=export.error if export.status == "failed" else None,
+        notice=notice,
     )

@@ -10,8 +10,9 @@ from service.csrf import csrf_protect, csrf_token, set_csrf_cookie
 from service.db import get_session
 from service.exports import queries as export_queries
 from service.exports.clients import client_key
-from service.exports.life import start_export
+from service.exports.life import stale_after_seconds, start_export
 from service.exports.schemas import export_out
+from service.exports.status import no_worker_notice
 from service.fields import text_field
 from service.openapi import SeeOther
 from service.todos import queries
@@ -89,7 +90,15 @@ async def index() -> Response:
     export_id = request.args.get("export")
     if export_id:
         found = await export_queries.get_export(session, export_id)
-        export = export_out(found) if found else None
+    else:  # this client's pending export, if any: the page follows it, Export disabled
+        pending = await export_queries.list_pending_exports(
+            session,
+            await client_key(),
+            newer_than_seconds=stale_after_seconds(current_app.extensions["settings"]),
+        )
+        found = pending[-1] if pending else None
+    if found is not None:
+        export = export_out(found, notice=await no_worker_notice(found))
     html = await render_template(
         "index.html",
         todos=todos,
