@@ -329,3 +329,39 @@ def test_a_client_that_goes_away_is_logged_as_a_cut(impatient: Download) -> None
         and "went away" in entry["message"]
         for entry in impatient.log_lines()
     )
+
+
+async def test_a_file_deleted_mid_download_is_a_cut_logged_as_a_server_error(
+    download: Download, app: Quart
+) -> None:
+    # A file of its own (the others keep theirs), deleted as the retention cron would.
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{download.port}") as http:
+        export_id = (await http.post("/export", json={"format": "json"})).json()["job_id"]
+        deadline = time.monotonic() + 60
+        while (await http.get(f"/exports/{export_id}")).json()["status"] != "complete":
+            assert time.monotonic() < deadline, "the export did not complete"
+            await asyncio.sleep(0.2)
+    doomed = replace(download, export_id=export_id)
+    sock = doomed.connect(receive_buffer=4096)
+    doomed.send_get(sock, "X-Request-ID: doomed-file")
+    head, body = read_head(sock)
+    size = content_length(head)
+    async with app.extensions["database"].engine.begin() as connection:
+        await connection.execute(
+            text("DELETE FROM export_chunks WHERE export_id = :id"), {"id": export_id}
+        )
+    with sock:
+        while chunk := await asyncio.to_thread(sock.recv, 65536):
+            body += chunk
+
+    assert 0 < len(body) < size
+    line = access_line(doomed, "doomed-file", timeout=10)
+    assert line["status_code"] == 500
+    assert line["response_status"] == 200
+    assert line["body_complete"] is False
+    warning = next(
+        entry
+        for entry in doomed.log_lines()
+        if entry.get("request_id") == "doomed-file" and entry["level"] == "WARNING"
+    )
+    assert "ExportFileChanged" in warning["message"]
