@@ -30,8 +30,8 @@ from service.middleware import SEND_IDLE_TIMEOUT_KEY
 
 logger = logging.getLogger(__name__)
 
-# A chunk (a batch of rows, ~100 KB) goes out in pieces of at most this: the idle timeout
-# then bounds how long the client may read nothing, not how long it takes to read a chunk.
+# A chunk (a batch of rows, ~100 KB) goes out in pieces of at most this, so that a slow
+# client's time to take one piece, not a whole chunk, counts against the idle timeout.
 PIECE_BYTES = 64 * 1024
 
 
