@@ -75,6 +75,7 @@ async def _run_in_process(app: Quart, name: str, job_id: str, **kwargs: Any) -> 
             "sessionmaker": app.extensions["database"].sessionmaker,
             "job_id": job_id,
             "job_try": job_try,
+            "in_process": True,  # on the API's event loop: a job may go easier on it
         }
         try:
             async with slots:  # not held while waiting to retry: others run meanwhile

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 from quart.testing import QuartClient
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.app import create_app
-from service.exports.models import Export
+from service.exports.models import Export, ExportChunk
 from tests.conftest import make_settings
 from tests.factories import auth_headers, make_user
 from tests.test_exports_worker import insert_todos, wait_for_status
@@ -197,3 +197,19 @@ async def test_in_process_exports_run_one_at_a_time(session: AsyncSession) -> No
     (_start_a, end_a), (start_b, _end_b) = rows.all()
     assert end_a is not None and start_b is not None
     assert end_a <= start_b, "the second export started before the first had finished"
+
+
+async def test_in_process_exports_go_in_small_batches(session: AsyncSession) -> None:
+    """On the API's event loop a batch is at most 200 rows (a chunk each), whatever
+    EXPORT_BATCH_SIZE says: each step holds the loop briefly (bench/inprocess_exports.py)."""
+    await insert_todos(session, 450)
+    app = create_app(make_settings(redis_url=None, export_batch_size=1000))
+    async with app.test_app():
+        client = app.test_client()
+        export_id = await job_id(await post_export(client, "csv"))
+        await wait_for_status(client, export_id, "complete", timeout=60)
+
+    chunks = await session.scalar(
+        select(func.count()).select_from(ExportChunk).where(ExportChunk.export_id == export_id)
+    )
+    assert chunks == 3  # 200 + 200 + 50 rows
