@@ -23,6 +23,7 @@ from service.exports.models import Export, ExportChunk
 from tests.conftest import make_settings
 from tests.factories import auth_headers, make_user
 from tests.test_exports_worker import insert_todos, wait_for_status
+from tests.test_todos import page_token
 
 ANN_IP = ("198.51.100.7", 50000)
 BOB_IP = ("203.0.113.9", 50000)
@@ -213,3 +214,24 @@ async def test_in_process_exports_go_in_small_batches(session: AsyncSession) -> 
         select(func.count()).select_from(ExportChunk).where(ExportChunk.export_id == export_id)
     )
     assert chunks == 3  # 200 + 200 + 50 rows
+
+
+async def test_the_page_export_button_shares_the_limit_and_the_dedupe(
+    limited: QuartClient, session: AsyncSession
+) -> None:
+    token = await page_token(limited)  # the test client has no address: "ip:unknown"
+    form = {"csrf_token": token}
+
+    first = await limited.post("/export/start", form={**form, "format": "csv"})
+    again = await limited.post("/export/start", form={**form, "format": "csv"})
+    refused = await limited.post(
+        "/export/start", form={**form, "format": "json"}, headers={"Accept": "text/html"}
+    )
+
+    assert first.status_code == again.status_code == 303
+    assert first.headers["Location"] == again.headers["Location"]
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"]
+    assert "too many exports pending" in await refused.get_data(as_text=True)
+    assert refused.content_type.startswith("text/html")
+    assert len(await export_rows(session)) == 1
