@@ -202,7 +202,7 @@ async def lock_client_exports(session: AsyncSession, client_key: str) -> None:
     PostgreSQL: a transaction-level advisory lock on the key (released at commit or
     rollback). SQLite needs none: its writers take turns, and the caller inserts first.
     """
-    if session.bind.dialect.name != "postgresql":
+    if session.get_bind().dialect.name != "postgresql":
         return
     digest = hashlib.sha256(b"exports:" + client_key.encode()).digest()
     await session.execute(
