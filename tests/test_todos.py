@@ -685,11 +685,14 @@ async def test_csv_export(in_process: QuartClient, session: AsyncSession) -> Non
         "status",
         "format",
         "rows",
+        "rows_written",
+        "rows_total",
         "created_at",
         "finished_at",
         "download_url",
     }
     assert (status["format"], status["rows"]) == ("csv", 3)
+    assert status["rows_written"] == status["rows_total"] == 3
     assert status["download_url"] == f"/exports/{export_id}/download"
     download = await in_process.get(status["download_url"])
     assert download.status_code == 200
