@@ -21,7 +21,7 @@ from service import __version__
 from service.config import Settings, load_settings
 from service.db import init_database
 from service.errors import BadRequest, UnsupportedMediaType, register_error_handlers
-from service.exports.job import export_todos
+from service.exports.job import abandon_export, export_todos
 from service.exports.life import JOB_NAME
 from service.fields import PathSegmentConverter
 from service.health.readiness import init_database_probe
@@ -177,6 +177,7 @@ def create_app(settings: Settings | None = None, *, owns_telemetry: bool = False
         export_todos,
         max_tries=settings.export_max_tries,
         in_process_concurrency=settings.export_in_process_concurrency,
+        abandoned=abandon_export,
     )
     init_rate_limits(app, settings)
 

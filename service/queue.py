@@ -9,9 +9,11 @@ same retry policy (`RetryLater`), so the one-command run still exports.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -54,40 +56,72 @@ class RetryLater(Exception):
         self.defer = defer
 
 
+@dataclass(frozen=True)
+class RegisteredJob:
+    function: Job
+    max_tries: int
+    in_process_concurrency: int
+    # In-process runs only: called (same ctx and kwargs) when the server stops before the
+    # run could finish. No worker will pick it up again, as one would with Redis.
+    abandoned: Job | None
+
+
+# Seconds a stopping server gives the `abandoned` hooks of the runs it cancels.
+ABANDON_SECONDS = 5.0
+
+
 def register_job(
-    app: Quart, name: str, function: Job, *, max_tries: int, in_process_concurrency: int = 1
+    app: Quart,
+    name: str,
+    function: Job,
+    *,
+    max_tries: int,
+    in_process_concurrency: int = 1,
+    abandoned: Job | None = None,
 ) -> None:
     """Make `function(ctx, **kwargs)` runnable in-process under `name` (without Redis).
 
     At most `in_process_concurrency` of its runs at a time: they share the API's event
-    loop (and database pool) with the requests; the others wait their turn.
+    loop (and database pool) with the requests; the others wait their turn. A run the
+    server has to cancel when it stops gets `abandoned(ctx, **kwargs)`, e.g. to record it.
     """
-    app.extensions.setdefault("jobs", {})[name] = (function, max_tries, in_process_concurrency)
+    app.extensions.setdefault("jobs", {})[name] = RegisteredJob(
+        function, max_tries, in_process_concurrency, abandoned
+    )
 
 
 async def _run_in_process(app: Quart, name: str, job_id: str, **kwargs: Any) -> None:
     """Run a registered job as arq would: a ctx per try, `RetryLater` waits and tries again."""
-    function, max_tries, _concurrency = app.extensions["jobs"][name]
+    job: RegisteredJob = app.extensions["jobs"][name]
     slots: asyncio.Semaphore = app.extensions["job_slots"][name]
-    for job_try in range(1, max_tries + 1):
-        ctx = {
-            "settings": app.extensions["settings"],
-            "sessionmaker": app.extensions["database"].sessionmaker,
-            "job_id": job_id,
-            "job_try": job_try,
-            "in_process": True,  # on the API's event loop: a job may go easier on it
-        }
-        try:
-            async with slots:  # not held while waiting to retry: others run meanwhile
-                await function(ctx, **kwargs)
-            return
-        except RetryLater as retry:
-            if job_try < max_tries:
-                await asyncio.sleep(retry.defer)
-        except Exception:
-            logger.warning("job %s (%s) failed on try %d", job_id, name, job_try)
-            return
-    logger.error("job %s (%s) failed after %d tries", job_id, name, max_tries)
+    ctx: dict[str, Any] = {}
+    try:
+        for job_try in range(1, job.max_tries + 1):
+            ctx = {
+                "settings": app.extensions["settings"],
+                "sessionmaker": app.extensions["database"].sessionmaker,
+                "job_id": job_id,
+                "job_try": job_try,
+                "in_process": True,  # on the API's event loop: a job may go easier on it
+            }
+            try:
+                async with slots:  # not held while waiting to retry: others run meanwhile
+                    await job.function(ctx, **kwargs)
+                return
+            except RetryLater as retry:
+                if job_try < job.max_tries:
+                    await asyncio.sleep(retry.defer)
+            except Exception:
+                logger.warning("job %s (%s) failed on try %d", job_id, name, job_try)
+                return
+        logger.error("job %s (%s) failed after %d tries", job_id, name, job.max_tries)
+    except asyncio.CancelledError:  # the server is stopping (see init_queue's _close)
+        if job.abandoned is not None:
+            logger.warning("job %s (%s) abandoned: the server is stopping", job_id, name)
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(ABANDON_SECONDS):
+                    await job.abandoned(ctx, **kwargs)  # set before the first await
+        raise
 
 
 def init_queue(app: Quart, settings: Settings) -> None:
@@ -96,8 +130,8 @@ def init_queue(app: Quart, settings: Settings) -> None:
         app.extensions["background_tasks"] = set()
         # Made here, in the serving loop, one per registered job.
         app.extensions["job_slots"] = {
-            name: asyncio.Semaphore(concurrency)
-            for name, (_function, _tries, concurrency) in app.extensions.get("jobs", {}).items()
+            name: asyncio.Semaphore(job.in_process_concurrency)
+            for name, job in app.extensions.get("jobs", {}).items()
         }
         if settings.redis_url:
             # No ping here: the API starts, and serves its read routes, while Redis is down.
@@ -121,6 +155,8 @@ def init_queue(app: Quart, settings: Settings) -> None:
             _done, pending = await asyncio.wait(tasks, timeout=settings.graceful_timeout)
             for task in pending:
                 task.cancel()
+            if pending:  # let their `abandoned` hooks record it while the pools still work
+                await asyncio.wait(pending, timeout=ABANDON_SECONDS + 1)
         redis: ArqRedis | None = app.extensions.pop("redis", None)
         if redis is not None:
             await redis.aclose(close_connection_pool=True)

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from quart import Quart
 from quart.testing import QuartClient
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.app import create_app
-from service.exports.job import time_allowed
+from service.exports.job import ABANDONED_REASON, time_allowed
 from service.exports.models import Export
 from tests.conftest import make_settings
 from tests.test_exports_worker import start_arq_worker, start_export, wait_for_status
@@ -83,3 +83,28 @@ async def test_a_timed_out_export_fails_with_a_reason_in_process(
 
     assert body["error"] == f"the export took longer than {JOB_TIMEOUT} s"
     assert f"The export took longer than {JOB_TIMEOUT} s." in page  # the page shows why
+
+
+async def test_in_process_exports_a_stopping_server_cuts_off_fail_with_a_reason(
+    session: AsyncSession, app: Quart
+) -> None:
+    """Without Redis no worker picks a cancelled export up again: the one running and the
+    one waiting for its turn fail with a reason (the page stops polling, the client's
+    slots are free) instead of staying pending."""
+    other = create_app(make_settings(redis_url=None, graceful_timeout=0.2))
+    # The running export waits on the lock until the stop; leaving test_app() (first)
+    # runs after_serving: the server stops.
+    async with lock_todos(app), other.test_app():
+        client = other.test_client()
+        running = await start_export(client, "csv")
+        waiting = await start_export(client, "json")  # one at a time: it waits its turn
+        await wait_for_status(client, waiting, "queued")
+
+    statuses = {
+        export.id: (export.status, export.error)
+        for export in (await session.execute(select(Export))).scalars()
+    }
+    assert statuses == {
+        running: ("failed", ABANDONED_REASON),
+        waiting: ("failed", ABANDONED_REASON),
+    }

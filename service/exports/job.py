@@ -89,3 +89,15 @@ async def _export(ctx: dict[str, Any], export_id: str) -> str:
         logger.exception("export %s failed", export_id)
         await mark_failed(sessionmaker, export_id, "the export failed")
         raise
+
+
+ABANDONED_REASON = "the server stopped before the export finished; start it again"
+
+
+async def abandon_export(
+    ctx: dict[str, Any], export_id: str, trace_context: dict[str, str] | None = None
+) -> None:
+    """In-process only: the API is stopping and cancels this export (queued or running).
+    No worker will pick it up, so it fails with a reason instead of staying pending (the
+    page would poll it for ever, and it would hold one of its client's slots)."""
+    await mark_failed(ctx["sessionmaker"], export_id, ABANDONED_REASON)
