@@ -62,11 +62,15 @@ def error_message(response: httpx.Response) -> str:
 
 
 async def request_once(
-    http: httpx.AsyncClient, method: str, path: str, body: dict[str, Any] | None = None
+    http: httpx.AsyncClient,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Outcome:
     started = time.monotonic()
     try:
-        response = await http.request(method, path, json=body)
+        response = await http.request(method, path, json=body, headers=headers)
     except httpx.HTTPError as error:
         return Outcome(method, path, started, time.monotonic(), 0, type(error).__name__)
     finished = time.monotonic()

@@ -51,16 +51,16 @@ def export_parts(page: Page) -> tuple[Locator, Locator, Locator]:
 async def test_the_progress_bar_and_the_disabled_button(
     open_page: OpenPage, session: AsyncSession, app: Quart
 ) -> None:
-    await insert_todos(session, 1500)  # batches of 1,000 (the default): chunks 0 and 1
+    await insert_todos(session, 1500)  # in-process batches of 200: held after chunk 0
     async with asyncio.timeout(TEST_BUDGET_SECONDS):
         page = await open_page()
         button, bar, status = export_parts(page)
         await expect(bar).to_be_hidden()
         async with hold_export_at_chunk(app, seq=1):
             await button.click()
-            await expect(status).to_have_text("Export in progress: 1000 of 1500 rows.")
+            await expect(status).to_have_text("Export in progress: 200 of 1500 rows.")
             await expect(bar).to_be_visible()
-            await expect(bar).to_have_js_property("value", 1000)
+            await expect(bar).to_have_js_property("value", 200)
             await expect(bar).to_have_js_property("max", 1500)
             await expect(button).to_be_disabled()
 
@@ -69,8 +69,8 @@ async def test_the_progress_bar_and_the_disabled_button(
             html = await (await page.request.get("/")).text()
             assert 'id="export-button" disabled' in html
             await page.reload()
-            await expect(status).to_have_text("Export in progress: 1000 of 1500 rows.")
-            await expect(bar).to_have_js_property("value", 1000)
+            await expect(status).to_have_text("Export in progress: 200 of 1500 rows.")
+            await expect(bar).to_have_js_property("value", 200)
             await expect(button).to_be_disabled()
 
         await expect(page.locator("#download-link")).to_be_visible(timeout=10_000)

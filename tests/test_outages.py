@@ -200,6 +200,9 @@ async def test_redis_outage_keeps_reads_refuses_exports_and_heals(
             WORKER_HEALTH_CHECK_INTERVAL="1",
             WORKER_METRICS_PORT="0",
             EXPORT_BATCH_SIZE="50",  # 100 chunks: the worker can be stopped mid-file
+            # So that the export refused during the outage can come from another client:
+            # this one's csv and json exports are pending, and a repeat would get those.
+            TRUSTED_PROXY_HOPS="1",
         )
         base_url = f"http://127.0.0.1:{env['PORT']}"
         worker_command = [sys.executable, "-m", "arq", "jobs.worker.WorkerSettings"]
@@ -224,7 +227,8 @@ async def test_redis_outage_keeps_reads_refuses_exports_and_heals(
                 await asyncio.sleep(0.5)
                 reads = [await request_once(http, "GET", "/products") for _ in range(5)]
                 reads.append(await request_once(http, "GET", f"/exports/{running}"))
-                refused = await request_once(http, "POST", "/export", {})
+                another_client = {"X-Forwarded-For": "203.0.113.9"}
+                refused = await request_once(http, "POST", "/export", {}, another_client)
                 background = await http.get("/healthz/background")
                 readiness = await http.get("/readyz")
                 await asyncio.sleep(cut_at + 3 - time.monotonic())
