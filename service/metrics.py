@@ -170,7 +170,9 @@ def publish_pool_metrics(returning: int = 0) -> None:
         pool_checked_out = getattr(pool, "checkedout", None)
         if callable(pool_size) and callable(pool_checked_out):
             size += pool_size()
-            checked_out += pool_checked_out()
+            # Never below 0 per pool: a connect cancelled mid-checkout can leave a pool's
+            # own count one short, which would hide another pool's real checkouts.
+            checked_out += max(pool_checked_out(), 0)
     DATABASE_POOL.labels("size").set(size)
     DATABASE_POOL.labels("checked_out").set(max(checked_out - returning, 0))
 
