@@ -7,15 +7,15 @@ from quart_cors import cors
 from quart_schema import document_response, validate_request, validate_response
 
 from service.articles import queries
+from service.articles.lookups import find_article
 from service.articles.models import Comment
-from service.articles.routes import find_article
 from service.articles.schemas import CommentCreate, CommentEnvelope, CommentOut, CommentsEnvelope
 from service.auth import Forbidden, optional_claims, require_auth, required_claims, viewer_id
 from service.db import get_session
 from service.errors import NotFound
 from service.openapi import NoContent, documents_errors, token_optional
 from service.users.models import User
-from service.users.routes import profile_out
+from service.users.schemas import profile_out
 
 # CORS on /api for browser front ends: origins from CORS_ORIGINS (unset: any in development
 # and test, none in production; see Settings.cors_allowed_origins).

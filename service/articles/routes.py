@@ -14,6 +14,7 @@ from quart_schema import (
 )
 
 from service.articles import queries, reads
+from service.articles.lookups import find_article
 from service.articles.models import Article
 from service.articles.reads import ArticleFilters
 from service.articles.schemas import (
@@ -80,13 +81,6 @@ async def _view(slug: str, claims: TokenClaims | None) -> ArticleEnvelope:
     if row is None:
         raise NotFound(f"article {slug!r} not found")
     return ArticleEnvelope.model_validate({"article": {**_list_item(row), "body": row["body"]}})
-
-
-async def find_article(slug: str) -> Article:
-    article = await queries.get_article(get_session(), slug)
-    if article is None:
-        raise NotFound(f"article {slug!r} not found")
-    return article
 
 
 async def _own_article(slug: str, user_id: int) -> Article:

@@ -28,13 +28,13 @@ from service.users.passwords import password_problem
 from service.users.schemas import (
     MessageOut,
     ProfileEnvelope,
-    ProfileOut,
     SeedUserEnvelope,
     UserEnvelope,
     UserLogin,
     UserOut,
     UserRegister,
     UserUpdate,
+    profile_out,
 )
 
 # CORS on /api for browser front ends: origins from CORS_ORIGINS (unset: "*" while
@@ -56,10 +56,6 @@ def user_out(user: User, token: str) -> UserOut:
     return UserOut(
         email=user.email, token=token, username=user.username, bio=user.bio, image=user.image
     )
-
-
-def profile_out(user: User, following: bool) -> ProfileOut:
-    return ProfileOut(username=user.username, bio=user.bio, image=user.image, following=following)
 
 
 def _taken(fields: list[str], error_class: type[APIError]) -> APIError:

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import AfterValidator, BaseModel, EmailStr, Field, field_validator
 
 from service.fields import text_field
 from service.realworld import EnvelopedInput
+
+if TYPE_CHECKING:
+    from service.users.models import User
 
 Username = Annotated[
     str, Field(strict=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -111,3 +114,7 @@ class ProfileEnvelope(BaseModel):
 
 class MessageOut(BaseModel):
     message: str
+
+
+def profile_out(user: User, following: bool) -> ProfileOut:
+    return ProfileOut(username=user.username, bio=user.bio, image=user.image, following=following)
