@@ -136,7 +136,7 @@ def _serve_metrics(host: str, port: int) -> None:
     logger.info("serving /metrics on http://%s:%d/metrics", host, port)
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, *, reload: bool = False) -> int:
     from hypercorn.config import Config
     from hypercorn.run import run
 
@@ -168,6 +168,13 @@ def serve(settings: Settings) -> int:
         settings.port,
         settings.web_concurrency,
     )
+    if reload:
+        # hypercorn's own reloader: one spawned worker, started again when a source file
+        # changes. For development: it has neither our supervisor's graceful stop nor the
+        # connection-level edge (http_edge.install), which only `serve` without it sets up.
+        config.use_reloader = True
+        config.workers = 1
+        return run(config)
     if config.workers:
         return supervise_workers(config, edge)
     install_http_edge(edge)
@@ -276,19 +283,55 @@ def _forget_worker(worker: BaseProcess) -> None:
             multiprocess.mark_process_dead(worker.pid)
 
 
+COMMANDS = {
+    "serve": "run the API under hypercorn on HOST:PORT with WEB_CONCURRENCY workers",
+    "migrate": "bring the database schema to the newest migration (alembic upgrade head)",
+    "seed": "insert the 10 sample products, only into an empty products table",
+}
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    from service import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="python -m service",
+        description="The service's commands. Settings come from environment variables "
+        "and a .env file in the working directory (see the README's Configuration).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+    serve_parser = commands.add_parser(
+        "serve", help=COMMANDS["serve"], description=COMMANDS["serve"]
+    )
+    serve_parser.add_argument("--host", help="listen address (HOST)")
+    serve_parser.add_argument("--port", type=int, help="listen port (PORT)")
+    serve_parser.add_argument("--workers", type=int, help="worker processes (WEB_CONCURRENCY)")
+    serve_parser.add_argument(
+        "--reload",
+        action="store_true",
+        help="development: restart when a source file changes (one worker)",
+    )
+    for name in ("migrate", "seed"):
+        commands.add_parser(name, help=COMMANDS[name], description=COMMANDS[name])
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m service")
-    parser.add_argument("command", choices=("serve", "migrate", "seed"))
-    args = parser.parse_args(argv)
+    args = parse_arguments(argv)
     try:
-        settings = load_settings()
+        overrides: dict[str, object] = {}
+        if args.command == "serve":
+            # Options win over the environment; None: not given.
+            given = {"host": args.host, "port": args.port, "web_concurrency": args.workers}
+            overrides = {name: value for name, value in given.items() if value is not None}
+        settings = load_settings(**overrides)
         configure_logging(settings.log_level, settings.service_name)
         if args.command == "migrate":
             migrate(settings)
         elif args.command == "seed":
             seed(settings)
         else:
-            return serve(settings)
+            return serve(settings, reload=args.reload)
     except ConfigError as error:
         print(error.code, file=sys.stderr)
         return 2

@@ -109,8 +109,15 @@ def check_database_url(url: str) -> str:
 
 
 class Settings(BaseSettings):
+    # `.env` in the working directory too (as compose reads it); a variable set in the
+    # environment wins over the file.
     model_config = SettingsConfigDict(
-        case_sensitive=False, extra="ignore", frozen=True, populate_by_name=True
+        case_sensitive=False,
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+        env_file=".env",
+        env_file_encoding="utf-8",
     )
 
     database_url: str = Field(
