@@ -170,6 +170,24 @@ def served(
         process.wait(timeout=10)
 
 
+@contextmanager
+def served_and_up(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`served`, once its /healthz on 127.0.0.1:PORT answers (for tests without a loop)."""
+    with served(env, log_path) as process:
+        url = f"http://127.0.0.1:{env['PORT']}/healthz"
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, log_path.read_text()
+            try:
+                if httpx.get(url).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.2)
+        yield process
+
+
 async def wait_for_exit(process: subprocess.Popen[bytes], timeout: float) -> float | None:
     """Seconds until the process exited, or None when it is still running after `timeout`."""
     started = time.monotonic()

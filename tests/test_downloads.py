@@ -10,8 +10,6 @@ import contextlib
 import re
 import socket
 import struct
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
@@ -22,8 +20,8 @@ import pytest
 from quart import Quart
 from sqlalchemy import text
 
-from service.__main__ import PROJECT_ROOT
 from tests.conftest import TestServers, empty_tables
+from tests.load import served_and_up
 from tests.processes import free_port, json_lines, service_env
 
 IDLE_TIMEOUT = 2.0  # the impatient server's; the other keeps the default (60 s)
@@ -84,29 +82,8 @@ def content_length(head: bytes) -> int:
 def running_server(tmp: Path, **settings: str) -> Iterator[tuple[int, Path]]:
     env = service_env(DATABASE_URL=TestServers.database_url, PORT=str(free_port()), **settings)
     log = tmp / "server.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "service", "serve"],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    port = int(env["PORT"])
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.2)
-        yield port, log
-    finally:
-        process.kill()
-        process.wait(timeout=10)
+    with served_and_up(env, log):
+        yield int(env["PORT"]), log
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,6 @@ import contextlib
 import json
 import select
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.__main__ import PROJECT_ROOT
 from service.errors import MAX_ERROR_DETAILS, error_payload
+from tests.load import served_and_up
 from tests.processes import free_port, json_lines, run_command, service_env
 
 HEAD_TIMEOUT = 1.0
@@ -45,29 +43,8 @@ def running_server(tmp: Path, **settings: str) -> Iterator[Server]:
     )
     assert run_command("migrate", env).returncode == 0
     log = tmp / "server.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "service", "serve"],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    server = Server(int(env["PORT"]), log)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{server.url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.2)
-        yield server
-    finally:
-        process.kill()
-        process.wait(timeout=10)
+    with served_and_up(env, log):
+        yield Server(int(env["PORT"]), log)
 
 
 @pytest.fixture(scope="module")
