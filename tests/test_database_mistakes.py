@@ -66,6 +66,14 @@ async def migrate_to(database_url: str, revision: str) -> None:
     await asyncio.to_thread(command.upgrade, config, revision)
 
 
+async def execute_in(database_name: str, statement: str) -> None:
+    database = await asyncpg.connect(url_of(database_name).replace("+asyncpg", ""))
+    try:
+        await database.execute(statement)
+    finally:
+        await database.close()
+
+
 async def readiness(app: Quart) -> tuple[int, dict[str, Any]]:
     response = await app.test_client().get("/readyz")
     return response.status_code, await response.get_json()
@@ -184,11 +192,7 @@ async def test_a_schema_ahead_of_the_code_stays_ready() -> None:
     """A newer release migrated first (a rolling update): the old pods keep serving."""
     async with scratch_database() as name:
         await migrate_to(url_of(name), "head")
-        database = await asyncpg.connect(url_of(name).replace("+asyncpg", ""))
-        try:
-            await database.execute("UPDATE alembic_version SET version_num = 'f00d'")
-        finally:
-            await database.close()
+        await execute_in(name, "UPDATE alembic_version SET version_num = 'f00d'")
         async with serving(database_url=url_of(name)) as app:
             status, body = await readiness(app)
 
@@ -222,11 +226,7 @@ async def test_a_column_the_code_expects_but_the_database_lacks_is_a_503_naming_
     """What a release deployed before its migration meets: a column not there yet."""
     async with scratch_database() as name:
         await migrate_to(url_of(name), "head")
-        database = await asyncpg.connect(url_of(name).replace("+asyncpg", ""))
-        try:
-            await database.execute("ALTER TABLE products DROP COLUMN category")
-        finally:
-            await database.close()
+        await execute_in(name, "ALTER TABLE products DROP COLUMN category")
         async with serving(database_url=url_of(name)) as app:
             products = await app.test_client().get("/products")
 
