@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 import orjson
-from quart import Quart, Request, Response, request
+from quart import Quart, Request, Response, current_app, request
 from quart.json.provider import DefaultJSONProvider
 from quart.sessions import SessionInterface
 from quart_cors import cors
@@ -101,8 +101,6 @@ class ServiceRequest(Request):
     form_data_parser_class = LimitedFormDataParser  # MAX_FORM_FIELDS for every form
 
     async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
-        from quart import current_app
-
         if force or self.is_json:  # before the parser: see service/request_limits.py
             body = await self.get_data(cache=True, as_text=False)
             check_json_values(body, current_app.config["MAX_JSON_VALUES"])
@@ -266,8 +264,6 @@ async def _name_the_route() -> None:
 
 async def _require_json_body() -> None:
     """415 when a route that reads a JSON body is sent something else."""
-    from quart import current_app
-
     if request.method not in ("POST", "PUT", "PATCH"):
         return
     view = current_app.view_functions.get(request.endpoint or "")

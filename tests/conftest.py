@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import random
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -226,3 +227,14 @@ def log_lines() -> Iterator[Callable[[], list[dict[str, Any]]]]:
         yield read
     finally:
         root.removeHandler(handler)
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Subprocesses started by the test; killed afterwards if still running."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)

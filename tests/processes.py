@@ -44,9 +44,12 @@ def service_env(**values: str) -> dict[str, str]:
     return env
 
 
-def run_command(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def run_command(
+    command: str, env: dict[str, str], *options: str
+) -> subprocess.CompletedProcess[str]:
+    """`python -m service <command> <options>`, to its end, output captured."""
     return subprocess.run(
-        [sys.executable, "-m", "service", command],
+        [sys.executable, "-m", "service", command, *options],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,

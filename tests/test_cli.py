@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,21 +11,14 @@ import httpx
 import pytest
 
 from service import __version__
-from service.__main__ import PROJECT_ROOT
 from service.config import load_settings
 from tests.conftest import TestServers
 from tests.load import served
-from tests.processes import free_port, service_env, wait_until_up
+from tests.processes import free_port, run_command, service_env, wait_until_up
 
 
-def run_cli(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "service", *arguments],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def run_cli(command: str, *options: str) -> subprocess.CompletedProcess[str]:
+    return run_command(command, dict(os.environ), *options)
 
 
 def test_help_describes_every_command() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import socket
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -139,16 +139,6 @@ def test_the_metrics_port_must_differ_from_the_api_port() -> None:
 
 
 # --- a real production server -------------------------------------------------------------
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def production_env(port: int, metrics_port: int, **values: str) -> dict[str, str]:

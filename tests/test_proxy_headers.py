@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import random
 import secrets
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -25,11 +23,11 @@ from quart.wrappers import Response
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.__main__ import PROJECT_ROOT
 from service.app import create_app
 from service.config import load_settings
 from service.todos.models import Todo
 from tests.conftest import make_settings
+from tests.processes import run_command
 
 LogLines = Callable[[], list[dict[str, Any]]]
 
@@ -235,14 +233,7 @@ def test_production_without_allowed_hosts_refuses_to_start(allowed: str | None) 
     )
     if allowed is not None:
         environment["ALLOWED_HOSTS"] = allowed
-    result = subprocess.run(
-        [sys.executable, "-m", "service", "serve"],
-        cwd=PROJECT_ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_command("serve", environment)
 
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()

@@ -7,7 +7,6 @@ import os
 import re
 import secrets
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from service.config import (
     load_settings,
     weak_secret_key_problem,
 )
+from tests.processes import run_command
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # `SECRET_KEY=value` (env files, kustomize literals) and `SECRET_KEY: value` (YAML).
@@ -100,14 +100,7 @@ def test_the_service_refuses_to_start_with_the_example_key(command: str) -> None
         "DATABASE_URL": "sqlite:///unused.db",
         "PORT": "1",  # never reached
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "service", command],
-        cwd=PROJECT_ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_command(command, environment)
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("configuration error: SECRET_KEY is an example key")
